@@ -1,0 +1,46 @@
+"""Atari 100k configs: `get_config(game)` for the 26 games (spec sections 1.1, 2.5, 8.1).
+
+Usage:
+  python -m twister_jax.train --config=configs/atari.py:alien --workdir=runs/alien
+  python -m twister_jax.train --config=configs/atari.py:ms_pacman --workdir=runs/ms_pacman --config.seed=1
+  python -m twister_jax.train --config=configs/atari.py:pong --workdir=runs/pong --config.compute_dtype=bfloat16
+
+Game names are case- and underscore-insensitive (`alien`, `Alien`, `ms_pacman`, `MsPacman`, `mspacman`).
+"""
+import importlib.util
+import pathlib
+import sys
+
+
+def _common():
+    name = "twister_jax_configs_common"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("common.py"))
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+def get_config(game: str = "alien"):
+    from twister_jax.suites import ATARI_GAMES, normalize_game
+
+    common = _common()
+    game = normalize_game(game)
+    c = common.get_base_config()
+    c.env.suite = "atari"
+    c.env.task = game
+    c.env.num_actions = ATARI_GAMES[game]   # spec 1.1 minimal action set
+    c.env.action_repeat = 4                 # spec 1.1 (frame skip 4, max-pool of the last two)
+    c.env.num_envs = 1                      # spec 1.1 item 6
+    c.env.time_limit_frames = 108_000       # spec 1.1 item 4
+    c.env.noop_max = 30                     # spec 1.1
+    c.env.sticky = 0.0                      # spec 1.1
+    c.num_train_steps = 100_000             # spec 2.5: 50 x 2,000
+    c.env_step_every = 1                    # spec 2.5: 1 env step after every gradient step
+    c.checkpoint_every = 2_000              # spec 7.4: every epoch
+    c.figure_every = 2_000                  # spec 7.4
+    c.eval_every = 10_000                   # spec 1.3: every 5 epochs
+    c.eval_episodes = 100                   # spec 1.3
+    c.eval_envs = 10
+    c.compute_dtype = "float32"             # spec 6.2
+    return common.validate(c)

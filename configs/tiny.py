@@ -1,0 +1,70 @@
+"""Tiny configs: the same code paths with tiny widths and few steps, for tests, CI and notebooks.
+
+Usage:
+  python -m twister_jax.train --config=configs/tiny.py:atari --workdir=runs/tiny       # real Atari (Pong)
+  python -m twister_jax.train --config=configs/tiny.py:dmc --workdir=runs/tiny_dmc     # real DMC
+  python -m twister_jax.train --config=configs/tiny.py:fake --workdir=runs/tiny_fake   # fake env, discrete
+  python -m twister_jax.train --config=configs/tiny.py:fake_continuous --workdir=runs/tiny_fc
+
+Sizes are not the paper's: they keep a CPU train step in the tens of milliseconds.
+"""
+import importlib.util
+import pathlib
+import sys
+
+VARIANTS = ("atari", "dmc", "fake", "fake_continuous")
+
+
+def _common():
+    name = "twister_jax_configs_common"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("common.py"))
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+def get_config(variant: str = "fake"):
+    from twister_jax.suites import ATARI_GAMES, DMC_TASKS
+
+    common = _common()
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown tiny config variant {variant!r}; allowed: {', '.join(VARIANTS)}")
+    c = common.get_base_config()
+    c.batch_size = 4
+    c.seq_len = 16
+    c.imagination_horizon = 5
+    c.num_train_steps = 300
+    c.prefill_windows = 8
+    c.replay_capacity = 100_000
+    c.log_every = 25
+    c.figure_every = 100
+    c.checkpoint_every = 100
+    c.eval_every = 150
+    c.eval_episodes = 4
+    c.eval_envs = 2
+
+    m = c.model
+    m.hidden, m.dim_cnn, m.stoch, m.discrete = 32, 4, 4, 8
+    m.blocks, m.heads, m.mlp_hidden, m.mlp_layers = 2, 2, 32, 1
+    m.contrastive_steps, m.contrastive_hidden = 3, 32
+    m.bins = 255
+
+    if variant == "atari":
+        c.env.suite, c.env.task = "atari", "pong"
+        c.env.num_actions = ATARI_GAMES["pong"]
+        c.env.time_limit_frames = 4 * 200   # short episodes keep evaluation quick
+    elif variant == "dmc":
+        c.env.suite, c.env.task = "dmc", "cartpole_balance"
+        _, _, c.env.num_actions, c.env.camera = DMC_TASKS["cartpole_balance"]
+        c.env.action_repeat, c.env.num_envs, c.env.time_limit_frames, c.env.noop_max = 2, 4, 100, 0
+        c.env_step_every = 2
+    else:
+        c.env.suite = "fake"
+        c.env.task = "discrete" if variant == "fake" else "continuous"
+        c.env.num_actions = 3 if variant == "fake" else 2
+        c.env.action_repeat, c.env.noop_max = 1, 0
+        c.env.time_limit_frames = 50
+        if variant == "fake_continuous":
+            c.env.num_envs, c.env_step_every = 4, 2
+    return common.validate(c)
