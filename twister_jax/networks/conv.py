@@ -125,9 +125,104 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: int = 2, paddin
     return _conv_transpose_xla(x, kernel)
 
 
-def _conv_matmul(x, k):  # replaced below
-    raise NotImplementedError("impl='matmul' is not written yet; use impl='xla'")
+
+# -------------------------------------------------------------------------------------- matmul --
+#
+# With P = `_im2col` (a linear map taking (N, 2h, 2w, C) to the (N, h, w, 16 C) patches of the 4x4/2/pad-1
+# windows, feature order (a, b, c)) and its adjoint P^T = `_col2im` (overlap-add):
+#   conv2d:            y = P(x) @ K            dx = P^T(dy @ K^T)      dK = P(x)^T @ dy
+#   conv_transpose2d:  y = P^T(x @ K')         dx = P(dy) @ K'^T       dK' = x^T @ P(dy)
+# with K = kernel.reshape(16 Cin, Cout) and K' = kernel as (Cin, 16 Cout), both in (a, b, channel) order.
+# Both maps use the space-to-depth view of the padded image: row 2j + a of the padded image, a = 2 da + pa,
+# is row j + da, phase pa. So a 4x4/2 window is a 2x2/1 window over (h + 1) x (w + 1) blocks of 2x2 pixels,
+# and each map is four shifted block copies (no strided gathers, no scatters).
 
 
-def _conv_transpose_matmul(x, k):  # replaced below
-    raise NotImplementedError("impl='matmul' is not written yet; use impl='xla'")
+def _dot(a, b, contract):
+    """``a . b`` contracting a's axes `contract[0]` with b's `contract[1]`, accumulated in float32."""
+    return lax.dot_general(a, b, (contract, ((), ())), preferred_element_type=jnp.float32)
+
+
+def _im2col(x):
+    """(N, 2h, 2w, C) -> (N, h, w, 16 C): zero-pad 1, the 4x4 stride-2 patches, features (a, b, c)."""
+    n, hh, ww, c = x.shape
+    h, w = hh // 2, ww // 2
+    xs = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))).reshape(n, h + 1, 2, w + 1, 2, c)
+    rows = []
+    for da in range(2):
+        cols = [xs[:, da:da + h, :, db:db + w, :, :] for db in range(2)]  # (N, h, pa, w, pb, C)
+        rows.append(jnp.stack(cols, axis=4))                              # (N, h, pa, w, db, pb, C)
+    p = jnp.stack(rows, axis=2)                                           # (N, h, da, pa, w, db, pb, C)
+    return p.transpose(0, 1, 4, 2, 3, 5, 6, 7).reshape(n, h, w, 16 * c)
+
+
+def _col2im(cols, c):
+    """Adjoint of `_im2col`: (N, h, w, 16 C) -> (N, 2h, 2w, C), overlap-adding the 4x4 contributions.
+
+    Every output pixel receives exactly four contributions (one per (da, db) block shift).
+    """
+    n, h, w, _ = cols.shape
+    cols = cols.reshape(n, h, w, 2, 2, 2, 2, c)                           # (N, h, w, da, pa, db, pb, C)
+    out = None
+    for da in range(2):
+        for db in range(2):
+            blk = cols[:, :, :, da, :, db, :, :].transpose(0, 1, 3, 2, 4, 5)  # (N, h, pa, w, pb, C)
+            blk = jnp.pad(blk, ((0, 0), (da, 1 - da), (0, 0), (db, 1 - db), (0, 0), (0, 0)))
+            out = blk if out is None else out + blk
+    return out.reshape(n, 2 * h + 2, 2 * w + 2, c)[:, 1:-1, 1:-1, :]
+
+
+@jax.custom_vjp
+def _conv_matmul(x, k):
+    return _conv_matmul_fwd(x, k)[0]
+
+
+def _conv_matmul_fwd(x, k):
+    dt = x.dtype
+    kmat = k.astype(dt).reshape(-1, k.shape[-1])                          # (16 Cin, Cout)
+    y = _dot(_im2col(x), kmat, ((3,), (0,))).astype(dt)
+    return y, (x, k)
+
+
+def _conv_matmul_bwd(res, dy):
+    x, k = res
+    dt = x.dtype
+    dy = dy.astype(dt)
+    kmat = k.astype(dt).reshape(-1, k.shape[-1])
+    dx = _col2im(_dot(dy, kmat, ((3,), (1,))), x.shape[-1]).astype(dt)
+    dk = _dot(_im2col(x), dy, ((0, 1, 2), (0, 1, 2))).reshape(k.shape).astype(k.dtype)
+    return dx, dk
+
+
+_conv_matmul.defvjp(_conv_matmul_fwd, _conv_matmul_bwd)
+
+
+def _kt_mat(k, dt):
+    """(4, 4, Cin, Cout) -> (Cin, 16 Cout) in (a, b, o) order."""
+    kh, kw, ci, co = k.shape
+    return k.astype(dt).transpose(2, 0, 1, 3).reshape(ci, kh * kw * co)
+
+
+@jax.custom_vjp
+def _conv_transpose_matmul(x, k):
+    return _conv_transpose_matmul_fwd(x, k)[0]
+
+
+def _conv_transpose_matmul_fwd(x, k):
+    dt = x.dtype
+    y = _col2im(_dot(x, _kt_mat(k, dt), ((3,), (0,))), k.shape[-1]).astype(dt)
+    return y, (x, k)
+
+
+def _conv_transpose_matmul_bwd(res, dy):
+    x, k = res
+    dt = x.dtype
+    pd = _im2col(dy.astype(dt))                                           # (N, H, W, 16 Cout)
+    dx = _dot(pd, _kt_mat(k, dt), ((3,), (1,))).astype(dt)
+    dk = _dot(x, pd, ((0, 1, 2), (0, 1, 2)))                              # (Cin, 16 Cout)
+    kh, kw, ci, co = k.shape
+    dk = dk.reshape(ci, kh, kw, co).transpose(1, 2, 0, 3).astype(k.dtype)
+    return dx, dk
+
+
+_conv_transpose_matmul.defvjp(_conv_transpose_matmul_fwd, _conv_transpose_matmul_bwd)
