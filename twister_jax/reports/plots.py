@@ -5,7 +5,8 @@
 * per_task.png: per-task bars of the mean over seeds with the standard deviation over seeds as error
   bars (Atari: HNS, with the human level at 1; DMC: raw return).
 * learning_curves.png: a grid, one panel per task: evaluation return against env steps, mean over
-  seeds with a band of +-1 standard deviation (where only one seed evaluated at a point, no band).
+  seeds with a band of +-1 standard deviation (where only one seed evaluated at a point, no band);
+  Atari panels mark the human (red) and random (grey) scores with dotted lines.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import numpy as np  # noqa: E402
 
 from twister_jax.reports import aggregate as agg  # noqa: E402
 from twister_jax.reports import runs as runs_lib  # noqa: E402
+from twister_jax.reports import scores as scores_lib  # noqa: E402
 
 
 def plot_aggregates(path: pathlib.Path, rows: list[dict], suite: str) -> None:
@@ -90,6 +92,10 @@ def plot_learning_curves(path: pathlib.Path, tree: runs_lib.RunTree) -> None:
         steps, mean, std, _ = curve(tree.runs[task])
         ax.plot(steps, mean, color="tab:blue", marker=".")
         ax.fill_between(steps, mean - std, mean + std, color="tab:blue", alpha=0.25)
+        if tree.suite == "atari100k":
+            ref = scores_lib.atari_reference()
+            ax.axhline(ref.human[task], color="tab:red", ls=":", lw=1)
+            ax.axhline(ref.random[task], color="tab:gray", ls=":", lw=1)
         ax.set_title(f"{task} ({len(tree.runs[task])} seeds)", fontsize=9)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
