@@ -9,7 +9,7 @@ Reads ROOT/<task>/seed_<n>/{config.json,scores.jsonl,done.json} (INTERFACES §6)
 run's final evaluation, writes report.md, per_task.csv, final_scores.csv, aggregates.csv,
 summary.json and aggregates.png, per_task.png, learning_curves.png into --out (default ROOT/report),
 and prints the aggregate table and every run directory left out (unfinished, other suite, missing
-files) with its reason. --suite defaults to the suite of the run configs found under ROOT.
+files) with its reason. --suite defaults to the suite most run configs under ROOT belong to.
 Exit status 1 when no run of the suite has finished.
 """
 import argparse
@@ -24,7 +24,7 @@ from twister_jax.reports import report as report_lib  # noqa: E402
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", required=True, help="folder holding <task>/seed_<n>/ run directories")
-    p.add_argument("--suite", default=None, help="atari100k or dmc (default: inferred from the runs)")
+    p.add_argument("--suite", default=None, help="atari100k or dmc (default: the suite of most runs under ROOT)")
     p.add_argument("--out", default=None, help="output folder (default ROOT/report)")
     p.add_argument("--reps", type=int, default=50_000, help="bootstrap replications (rliable default 50000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")

@@ -46,12 +46,15 @@ class Report:
 
 
 def infer_suite(root) -> str:
-    """The report suite of the run configs under root (`<task>/seed_<n>/config.json`).
+    """The report suite most run configs under root (`<task>/seed_<n>/config.json`) belong to.
+
+    Runs of the other suite are then left out by `runs.scan` and named in the report.
 
     Raises:
-      ValueError when runs of both suites (or none) are found: pass the suite explicitly.
+      ValueError when no run config names a known suite, or both suites have as many runs:
+      pass the suite explicitly.
     """
-    found = set()
+    counts: dict[str, int] = {}
     for cfg in pathlib.Path(root).glob("*/seed_*/config.json"):
         try:
             env = json.loads(cfg.read_text())
@@ -60,11 +63,12 @@ def infer_suite(root) -> str:
             continue
         s = scores_lib.suite_of_env(str(suite))
         if s:
-            found.add(s)
-    if len(found) != 1:
-        raise ValueError(f"cannot infer the suite under {root} (found {sorted(found) or 'none'}); "
+            counts[s] = counts.get(s, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    if not ranked or (len(ranked) > 1 and ranked[0][1] == ranked[1][1]):
+        raise ValueError(f"cannot infer the suite under {root} (run configs per suite: {counts or 'none'}); "
                          "pass --suite=atari100k or --suite=dmc")
-    return found.pop()
+    return ranked[0][0]
 
 
 def score_matrix(tree: runs_lib.RunTree) -> tuple[np.ndarray, list[str], list[str]]:
