@@ -95,7 +95,7 @@ def run_env(slot: int, gpus: list[str], parallel: int) -> dict:
     return env
 
 
-def execute(todo, root: pathlib.Path, parallel: int, gpus: list[str]) -> list[str]:
+def execute(todo, root: pathlib.Path, parallel: int, gpus: list[str], poll_s: float = 1.0) -> list[str]:
     """Runs `todo` with at most `parallel` at once; returns the names of failed runs."""
     logs = root / "_suite_logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,7 @@ def execute(todo, root: pathlib.Path, parallel: int, gpus: list[str]) -> list[st
                 print(f"[start{gpu}] {task}/seed_{seed}: {shlex.join(argv)}", flush=True)
                 proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
                 running[proc] = (slot, f"{task}/seed_{seed}", log)
-            time.sleep(1.0)
+            time.sleep(poll_s)
             for proc in [p for p in running if p.poll() is not None]:
                 slot, name, log = running.pop(proc)
                 log.close()

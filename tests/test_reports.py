@@ -212,7 +212,7 @@ def test_run_suite_spreads_runs_over_gpus(tmp_path):
     code = "import os, sys; open(sys.argv[1], 'w').write(os.environ['CUDA_VISIBLE_DEVICES'])"
     todo = [("t", i, None, ["python", "-c", code, str(tmp_path / f"gpu{i}")], False) for i in range(2)]
     todo.append(("bad", 0, None, ["python", "-c", "raise SystemExit(3)"], False))
-    failed = suite.execute(todo, tmp_path, parallel=2, gpus=["4", "7"])
+    failed = suite.execute(todo, tmp_path, parallel=2, gpus=["4", "7"], poll_s=0.05)
     assert failed == ["bad/seed_0"]
     assert {(tmp_path / f"gpu{i}").read_text() for i in range(2)} == {"4", "7"}
     assert (tmp_path / "_suite_logs" / "t_seed_0.log").exists()

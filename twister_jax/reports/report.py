@@ -151,6 +151,26 @@ def exclusion_lines(tree: runs_lib.RunTree, dropped: list[str]) -> list[str]:
     return lines
 
 
+def notes_markdown(suite: str) -> str:
+    """How to read the aggregate rows (printed under the tables)."""
+    if suite != "atari100k":
+        return ("- No published DMC scores ship: spec 11.2 lists every DMC per-task score (TWISTER and "
+                "baselines) as unconfirmed.\n- Standard deviations are over seeds (ddof=1; blank with one seed).")
+    return "\n".join([
+        "- `ours`: rliable point estimates over the (runs x games) HNS matrix, 95% percentile intervals "
+        "from a stratified bootstrap over runs. Games > human: games whose mean HNS over runs is above 1.",
+        "- Agent rows without `(paper)`: computed here from the published per-game mean scores in "
+        "`twister_jax/data/atari100k_scores.csv`, over the same games as ours; no intervals (per-run scores "
+        "are not shipped), and their IQM is over per-game means, not rliable's IQM over runs.",
+        "- `(paper)` rows: aggregates as printed in each agent's own paper (spec 11.1, confirmed ones only), "
+        "over all 26 games. They can differ from the row computed from per-game scores (e.g. STORM's paper "
+        "prints 126.7% mean / 58.4% median; its per-game table gives 122.2% / 42.5% with these references).",
+        "- TWISTER per-game scores and its median are not shipped: spec 11.2 lists them as unconfirmed.",
+        "- HNS = (score - random) / (human - random) with the spec 11.3 random/human table. Standard "
+        "deviations are over seeds (ddof=1; blank with one seed).",
+    ])
+
+
 def make_report(root, suite: str | None = None, out=None, *, reps: int = 50_000, seed: int = 0,
                 plots: bool = True) -> Report:
     """Scans `root`, computes tables and aggregates, writes files to `out` (default ROOT/report).
@@ -178,6 +198,7 @@ def make_report(root, suite: str | None = None, out=None, *, reps: int = 50_000,
         "## Aggregates", agg_md,
         "## Per task", tables.per_task_markdown(per_task, suite),
         "## Left out", "\n".join(excl) if excl else "(nothing)",
+        "## Notes", notes_markdown(suite),
     ]) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     files = [out / n for n in ("report.md", "per_task.csv", "final_scores.csv", "aggregates.csv", "summary.json")]
