@@ -1,0 +1,44 @@
+"""Golden check: autoregressive imagination from 4 start states with given actions (spec 5.1, 5.2).
+
+The action of the last state is sampled by the policy network (`gumbel_policy`).
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from golden_cases._tssm_common import build_tssm, policy_sampler
+from twister_jax import imagination
+from twister_jax.networks.tssm import KVCache
+
+
+def check(fx):
+    model = build_tssm(fx)
+    policy = policy_sampler(fx)
+    i = fx.inputs
+    n, horizon, num_actions = i["img_actions"].shape
+    blocks = model.num_blocks
+    cache = KVCache(k=tuple(jnp.asarray(i[f"start_hidden_k{b}"]) for b in range(blocks)),
+                    v=tuple(jnp.asarray(i[f"start_hidden_v{b}"]) for b in range(blocks)),
+                    flags=jnp.asarray(i["start_is_firsts_hidden"]),
+                    valid=jnp.ones(i["start_is_firsts_hidden"].shape, bool))  # the original has no padding slots
+    start = imagination.StartState(stoch=i["start_stoch"][:, 0], deter=i["start_deter"][:, 0],
+                                   logits=i["start_logits"][:, 0], cache=cache,
+                                   query_flag=i["start_is_firsts"][:, 0])
+    # noise of states 0..H: given actions for 0..H-1, the policy (with gumbel_policy) in state H
+    given = np.concatenate([i["img_actions"], np.zeros((n, 1, num_actions), np.float32)], axis=1)
+    gumbel = np.zeros((n, horizon + 1, num_actions), np.float32)
+    gumbel[:, horizon] = i["gumbel_policy"][:, 0]
+    use_policy = np.zeros((n, horizon + 1), bool)
+    use_policy[:, horizon] = True
+
+    def act(feat, noise):
+        sampled = policy(feat, noise["gumbel"])
+        return jnp.where(noise["use_policy"][:, None], sampled, noise["given"])
+
+    out = jax.jit(lambda s, pn, g: imagination.imagine(model, act, s, pn, g))(
+        start, {"given": given, "gumbel": gumbel, "use_policy": use_policy}, i["gumbel_prior"])
+    fx.assert_close("stoch", out["stoch"])
+    fx.assert_close("deter", out["deter"])
+    fx.assert_close("logits", out["logits"])
+    fx.assert_close("action", out["action"])
+    fx.assert_close("masks", np.asarray(out["masks"], np.float32))
