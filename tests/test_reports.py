@@ -13,7 +13,6 @@ import pytest
 
 from twister_jax.reports import aggregate as agg
 from twister_jax.reports import report as report_lib
-from twister_jax.reports import runs as runs_lib
 from twister_jax.reports import scores as scores_lib
 from twister_jax.reports import synthetic
 
