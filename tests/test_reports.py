@@ -222,3 +222,22 @@ def test_reports_import_no_jax():
             "from twister_jax.reports import aggregate; aggregate.metric_functions(); "
             "assert not any(m == 'jax' or m.startswith('jax.') for m in sys.modules), 'jax imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_run_suite_finds_gpus(tmp_path, monkeypatch):
+    suite = _load_script("run_suite")
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-a)'\n"
+                    "echo 'GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-b)'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
+    assert suite.visible_gpus() == ["0", "1"]
+    assert suite.visible_gpus("3,5") == ["3", "5"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,6")
+    assert suite.visible_gpus() == ["2", "6"]
+    env = suite.run_env(3, ["2", "6"], parallel=4)  # 2 runs per GPU
+    assert env["CUDA_VISIBLE_DEVICES"] == "6" and env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.45"
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in suite.run_env(0, ["2", "6"], parallel=2)
+    assert suite.run_env(0, [], parallel=2)["CUDA_VISIBLE_DEVICES"] == "2,6"  # no GPUs: env untouched
