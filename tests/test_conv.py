@@ -157,3 +157,32 @@ def test_auto_and_errors():
         conv.conv2d(x, k, stride=1)
     with pytest.raises(ValueError, match="Cin"):
         conv.conv2d(x, jnp.zeros((4, 4, 3, 3)))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_against_original_fixtures(impl):
+    """One encoder conv and the decoder's last transposed conv against the recorded PyTorch outputs.
+
+    Uses the `encoder`/`decoder` fixtures (feature maps NCHW, recorded after LayerNorm + SiLU; the decoder's
+    last layer has a bias and no norm). Skipped where the fixture folder is absent.
+    """
+    from conftest import golden_dir
+
+    enc, dec = golden_dir() / "encoder.npz", golden_dir() / "decoder.npz"
+    if not (enc.exists() and dec.exists()):
+        pytest.skip(f"no encoder/decoder fixtures in {golden_dir()}")
+    nhwc = lambda a: jnp.asarray(a.transpose(0, 2, 3, 1), jnp.float32)
+
+    d = np.load(dec)
+    k = conv.torch_conv_transpose_kernel(d["params/decoder_network.cnn.layers.3.0.weight"])
+    y = conv.conv_transpose2d(nhwc(d["outputs/cnn_layer2"]), jnp.asarray(k), impl=impl)
+    y = y + d["params/decoder_network.cnn.layers.3.0.bias"]
+    np.testing.assert_allclose(np.asarray(y), np.asarray(nhwc(d["outputs/cnn_layer3"])), rtol=1e-5, atol=1e-5)
+
+    e = np.load(enc)
+    k = conv.torch_conv_kernel(e["params/encoder_network.cnn.layers.1.0.weight"])
+    y = np.asarray(conv.conv2d(nhwc(e["outputs/cnn_layer0"]), jnp.asarray(k), impl=impl), np.float64)
+    y = (y - y.mean(-1, keepdims=True)) / np.sqrt(y.var(-1, keepdims=True) + 1e-3)
+    y = y * e["params/encoder_network.cnn.layers.1.1.weight"] + e["params/encoder_network.cnn.layers.1.1.bias"]
+    y = y / (1 + np.exp(-y))
+    np.testing.assert_allclose(y, np.asarray(nhwc(e["outputs/cnn_layer1"])), rtol=1e-5, atol=1e-5)
