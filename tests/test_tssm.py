@@ -120,6 +120,10 @@ def test_bfloat16_observe_close_to_float32():
     b = jax.jit(low.observe)(stoch, actions, first)["deter"]
     assert b.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(b)))
     assert float(jnp.max(jnp.abs(a - b))) < 0.15 and float(jnp.mean(jnp.abs(a - b))) < 0.03
+    start, noise, prior, _, _ = _start_and_noise(low, MID_RESET, True, horizon=2)
+    assert start.cache.k[0].dtype == jnp.bfloat16
+    out = jax.jit(lambda *x: imagination.imagine(low, _policy, *x))(start, noise, prior)
+    assert bool(jnp.all(jnp.isfinite(out["deter"])))
 
 
 def test_window_flags_shifted_and_aligned():

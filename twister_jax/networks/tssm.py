@@ -265,7 +265,7 @@ class TSSM(nnx.Module):
     # ---------------------------------------------------------------- one step
     def empty_cache(self, n: int) -> KVCache:
         """All-invalid cache for `n` sequences (start of training / of every evaluation episode)."""
-        return KVCache.empty(n, self.context, self.hidden, self.num_blocks, jnp.float32)
+        return KVCache.empty(n, self.context, self.hidden, self.num_blocks, self.dtype)
 
     def step(self, prev_stoch: jax.Array, action: jax.Array, cache: KVCache, query_flag: jax.Array,
              gumbel: Optional[jax.Array] = None, *, episode_mask_gating: bool = True,
@@ -302,7 +302,9 @@ class TSSM(nnx.Module):
         h, kvs = self.transformer(token, mask, caches, key=key, deterministic=deterministic)
         h = h[:, 0]
         logits = self.prior_logits(h)
-        new_cache = KVCache(k=tuple(k[:, 1:] for k, _ in kvs), v=tuple(v[:, 1:] for _, v in kvs),
+        # the cache keeps its own dtype (a fixed carry for scans and donated acting states)
+        new_cache = KVCache(k=tuple(k[:, 1:].astype(old.dtype) for (k, _), old in zip(kvs, cache.k)),
+                            v=tuple(v[:, 1:].astype(old.dtype) for (_, v), old in zip(kvs, cache.v)),
                             flags=jnp.concatenate([cache.flags[:, 1:], qf[:, None]], axis=1),
                             valid=valid[:, 1:])
         out = {"deter": h, "prior_logits": logits, "cache": new_cache, "mask": mask[:, 0]}
