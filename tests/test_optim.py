@@ -42,9 +42,7 @@ def test_chain_is_clipped_adam(clip):
 
 @pytest.mark.parametrize("variant", ["atari", "dmc"])
 def test_make_optimizers_reads_config(variant):
-    name = {"atari": "atari", "dmc": "dmc"}[variant]
-    arg = {"atari": "pong", "dmc": "walker_walk"}[variant]
-    config = get_config(name, arg)
+    config = get_config(variant, {"atari": "pong", "dmc": "walker_walk"}[variant])
     txs = optim.make_optimizers(config)
     assert set(txs) == {"world_model", "actor", "critic"}
     # one step on a big gradient: the update of Adam's first step is -lr * g_hat / (|g_hat| + eps)
