@@ -235,7 +235,7 @@ def test_truncated_newest_chunk_and_kill_leftovers(tmp_path):
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
     (tmp_path / ".chunk_000000000003.npz.tmp123").write_bytes(b"partial")  # a kill mid-write
     with pytest.raises(ValueError, match="damaged"):
-        mk().restore(tmp_path, 2)
+        ref.restore(tmp_path, 2)  # fails, and leaves `ref` as it was (checked just below)
     back = mk()
     back.restore(tmp_path, 1)
     _same_buffer(ref, back)
@@ -244,6 +244,12 @@ def test_truncated_newest_chunk_and_kill_leftovers(tmp_path):
     assert ReplayBuffer.saved_steps(tmp_path) == [1]
     with pytest.raises(FileNotFoundError):
         mk().restore(tmp_path, 2)
+    back.save(tmp_path, 2)  # the next save replaces the damaged chunk and removes the leftovers
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "chunk_000000000001.npz", "state_000000000001.json", "state_000000000002.json"]
+    again = mk()
+    again.restore(tmp_path, 2)
+    _same_buffer(back, again)
 
 
 def test_missing_chunk_raises_and_sizes_checked(tmp_path):

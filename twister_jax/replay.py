@@ -30,9 +30,12 @@ Persistence (INTERFACES §3 "Replay persistence"), files in the replay directory
 Both are written to a temporary file, flushed, fsynced and renamed, so a kill leaves at most a
 stray temporary file. `restore(dir, step)` reads `state_<step>.json` and exactly the chunks it lists
 (chunks written after `step` are ignored), and raises if one is missing or damaged, so the
-checkpointer can fall back to an older step. The first save after a restore to step S deletes the
-files tagged after S (an abandoned future: the checkpointer only restores S when the newer steps
-are unreadable or absent), then writes its own.
+checkpointer can fall back to an older step; a failed restore leaves the buffer unchanged. The
+first save after a restore to step S deletes the files tagged after S (an abandoned future: the
+checkpointer only restores S when the newer steps are unreadable or absent), then writes its own;
+the first save of a buffer that was never restored starts the directory afresh (deletes every
+state and chunk file in it). Chunks whose records are all evicted drop out of later state files
+(they stay on disk for the older states that list them).
 
 Choices not in the spec (the original keeps the live streams out of its checkpoint and restarts
 them on resume; we save them, so a resumed run continues exactly): the live stream tails are saved
@@ -378,7 +381,11 @@ class ReplayBuffer:
 
     @staticmethod
     def _drop_after(directory: pathlib.Path, step: int) -> None:
-        """Deletes state files, then chunks, tagged after `step` (an abandoned future)."""
+        """Deletes state files, then chunks, tagged after `step` (an abandoned future), and the
+        temporary files a kill may have left behind."""
+        for p in directory.iterdir():
+            if p.name.startswith((".state_", ".chunk_")) and ".tmp" in p.name:
+                p.unlink()
         for regex in (_STATE_RE, _CHUNK_RE):
             for p in directory.iterdir():
                 m = regex.match(p.name)
@@ -399,9 +406,14 @@ class ReplayBuffer:
         Raises:
           FileNotFoundError: no complete save for `step`, or a chunk it needs is missing.
           ValueError: the saved buffer has other sizes, or a chunk is damaged.
+        On an error the buffer is left as it was.
         """
-        directory = pathlib.Path(directory)
-        step = int(step)
+        fresh = ReplayBuffer(self.capacity, self.seq_len, self.num_streams, self.image_shape,
+                             self.action_dim, self.seed, self.block_size)
+        fresh._load(pathlib.Path(directory), int(step))  # pylint: disable=protected-access
+        self.__dict__.update(fresh.__dict__)  # only once everything has been read
+
+    def _load(self, directory: pathlib.Path, step: int) -> None:
         path = directory / _state_name(step)
         if not path.exists():
             raise FileNotFoundError(f"no replay state for step {step} in {directory}")
