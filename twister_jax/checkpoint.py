@@ -142,7 +142,7 @@ class Checkpointer:
         self.replay_dir = self.workdir / "replay"
         self.config = config
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=int(config.checkpoint_keep),
+            max_to_keep=None if read_only else int(config.checkpoint_keep),
             create=not read_only,
             read_only=read_only,
             enable_async_checkpointing=async_save,

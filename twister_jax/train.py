@@ -14,6 +14,7 @@ is written. The outputs are described in README.md ("Outputs") and INTERFACES.md
 """
 from __future__ import annotations
 
+import json
 import re
 import sys
 
@@ -102,6 +103,9 @@ def parse_flags(argv):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS["verbosity"].present:  # Orbax logs every save at INFO; keep the console readable
+        from absl import logging as absl_logging
+        absl_logging.set_verbosity(absl_logging.WARNING)
     try:
         config = resolve_config(FLAGS.config)
         from twister_jax import checkpoint
@@ -113,7 +117,8 @@ def main(argv):
         import jax
         jax.distributed.initialize()
     from twister_jax import loop
-    loop.run(config, FLAGS.workdir)
+    result = loop.run(config, FLAGS.workdir)
+    print(json.dumps(result, default=str), flush=True)
 
 
 if __name__ == "__main__":

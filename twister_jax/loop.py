@@ -1,0 +1,620 @@
+"""The training program: `run(config, workdir)` (spec section 7, INTERFACES §3, §6).
+
+Schedule (spec 2.4, 2.5, 7.1-7.4), gradient steps counted by `step` (completed steps):
+
+1. Start-up: build the agent, the train envs (`env.num_envs`), the replay buffer; restore the newest
+   readable checkpoint of `<workdir>/checkpoints` if there is one (else reset the envs and append each
+   env's reset record to its stream).
+2. Pre-fill: batched env steps until the replay holds `prefill_windows` windows. The policy runs (to
+   fill the acting state's KV cache) but the executed actions are uniform random; the acting state
+   keeps the policy's sample (`quirks.prefill_policy_action`, spec 10.8) or the executed action.
+3. Loop: sample a batch, `train_step` with key `fold_in(fold_in(base, TRAIN), step)`, `step += 1`; one
+   batched env step when `step % env_step_every == 0`; a log row every `log_every`; then, at epoch
+   ends (spec 7.4 order): evaluation every `eval_every` and at the last step, checkpoint every
+   `checkpoint_every` and at the last step, figures every `figure_every`.
+4. End: `done.json` written last, atomically.
+
+Keys and host randomness (INTERFACES §4): one base key `jax.random.key(seed)`; per purpose a
+`fold_in` (init, train, act, eval, figures), then `fold_in` with the step (train, figures), the
+batched env-step counter (act) or the evaluation step and its env-step counter (eval). Host random
+actions come from a NumPy PCG64 generator seeded from `seed`; env seeds from `SeedSequence(seed, ...)`.
+Everything the next step depends on is in the checkpoint (see checkpoint.py), so a run killed right
+after a checkpoint and resumed writes the same rows as one never interrupted (CPU, float32).
+
+Choices not in the spec: metrics.jsonl rows hold the mean of every train_step metric over the
+gradient steps since the previous row; episode statistics of the training envs are the mean over the
+episodes finished since the previous row (`episode_reward_total`, `episode_steps` in frames) plus the
+running count `episodes`. Evaluation episodes are seeded by (seed, episode index), the same seeds at
+every evaluation (common random numbers across evaluations). SIGTERM/SIGINT: the current gradient
+step finishes, a checkpoint is saved, the program returns normally (exit status 0, no done.json); an
+evaluation interrupted that way is redone on resume.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pathlib
+import signal
+import sys
+import time
+from typing import Any, Optional
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# fold_in purposes (INTERFACES §4)
+INIT, TRAIN, ACT, EVAL, FIGURES = 0, 1, 2, 3, 4
+
+
+# ----------------------------------------------------------------------------------------- files
+def atomic_write_json(path, obj) -> None:
+    path = pathlib.Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True, default=_json_default)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
+    return str(o)
+
+
+def read_jsonl(path) -> list[dict]:
+    path = pathlib.Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill
+                break
+    return rows
+
+
+def env_seed(seed: int, *purpose: int) -> int:
+    """A 31-bit env seed for (seed, purpose...), independent between purposes."""
+    return int(np.random.SeedSequence([int(seed), *[int(p) for p in purpose]]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+# ------------------------------------------------------------------------------------------ envs
+class EnvGroup:
+    """N envs stepped together, with explicit per-env resets (no auto-reset).
+
+    Uses the vector env of `twister_jax.envs` (worker processes) when it offers one, otherwise a list
+    of in-process envs. `step(actions)` returns a list of TimeSteps; `reset(i, seed=None)`.
+    """
+
+    def __init__(self, env_config, seeds: list[int], *, parallel: bool = True):
+        from twister_jax import envs as envs_lib
+        self.n = len(seeds)
+        self.seeds = list(seeds)
+        self._vec = None
+        vec_cls = getattr(envs_lib, "VectorEnv", None)
+        if parallel and vec_cls is not None and self.n > 1:
+            self._vec = vec_cls(env_config, self.seeds)
+            self._envs = None
+        else:
+            self._envs = [envs_lib.make_env(env_config, s) for s in self.seeds]
+
+    def reset_all(self):
+        if self._vec is not None:
+            return list(self._vec.reset())
+        return [e.reset() for e in self._envs]
+
+    def reset(self, i: int, seed: Optional[int] = None):
+        if self._vec is not None:
+            return self._vec.reset_one(i, seed=seed) if seed is not None else self._vec.reset_one(i)
+        if seed is not None:
+            return self._envs[i].reset(seed=seed)
+        return self._envs[i].reset()
+
+    def step(self, actions, mask=None):
+        """Steps env i with actions[i] for every i where mask[i] (default all); others get None."""
+        mask = np.ones(self.n, bool) if mask is None else np.asarray(mask, bool)
+        if self._vec is not None:
+            return list(self._vec.step(actions, mask=mask) if not mask.all() else self._vec.step(actions))
+        return [e.step(a) if m else None for e, a, m in zip(self._envs, actions, mask)]
+
+    def get_states(self) -> list:
+        if self._vec is not None:
+            return list(self._vec.get_state())
+        return [e.get_state() for e in self._envs]
+
+    def set_states(self, states: list) -> None:
+        if self._vec is not None:
+            self._vec.set_state(states)
+        else:
+            for e, s in zip(self._envs, states):
+                e.set_state(s)
+
+    def close(self) -> None:
+        try:
+            if self._vec is not None:
+                self._vec.close()
+            else:
+                for e in self._envs:
+                    if hasattr(e, "close"):
+                        e.close()
+        except Exception as exc:  # noqa: BLE001 - closing must not mask the real outcome
+            log.warning("closing envs failed: %s", exc)
+
+
+def _stack_obs(timesteps):
+    image = np.stack([np.asarray(t.image, np.uint8) for t in timesteps])
+    is_first = np.array([bool(t.is_first) for t in timesteps])
+    return image, is_first
+
+
+def _discrete(config) -> bool:
+    return config.env.suite == "atari" or (config.env.suite == "fake" and config.env.task == "discrete")
+
+
+def env_actions(config, action: np.ndarray):
+    """Policy output (N, A) float32 -> (per-env env actions, stored action vectors (N, A))."""
+    action = np.asarray(action, np.float32)
+    if _discrete(config):
+        idx = action.argmax(-1)
+        return [int(i) for i in idx], np.eye(config.env.num_actions, dtype=np.float32)[idx]
+    vec = np.clip(action, -1.0, 1.0).astype(np.float32)
+    return list(vec), vec
+
+
+def random_actions(config, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Pre-fill actions (spec 1.1 / 1.2): uniform one-hot, or uniform in [-1, 1]^A; float32 (N, A)."""
+    a = config.env.num_actions
+    if _discrete(config):
+        return np.eye(a, dtype=np.float32)[rng.integers(0, a, size=n)]
+    return rng.uniform(-1.0, 1.0, size=(n, a)).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------ evaluation
+def eval_quotas(episodes: int, envs: int) -> list[int]:
+    """Episodes per env: a fixed quota each, summing to `episodes` (INTERFACES §3)."""
+    return [episodes // envs + (1 if i < episodes % envs else 0) for i in range(envs)]
+
+
+def run_episodes(agent, params, config, env_group: EnvGroup, episodes: int, key, *,
+                 should_stop=lambda: False, record_first: bool = False):
+    """Greedy evaluation episodes on `env_group` (spec 1.3, INTERFACES §3), batched `policy_step`.
+
+    Env i plays `eval_quotas(episodes, n)[i]` episodes; episode j (global index: env 0's first, ...)
+    is reset with seed `env_seed(config.seed, EVAL, j)`. Every episode starts with an empty acting
+    state (`reset_act_state`). Envs whose quota is done idle (not stepped).
+
+    Returns:
+      dict(returns, lengths (frames), frames (list of uint8 frames of the first episode, if asked)),
+      or None when `should_stop()` became true before the end.
+    """
+    import jax
+
+    n = env_group.n
+    quotas = eval_quotas(episodes, n)
+    starts = np.cumsum([0] + quotas[:-1])
+    played = np.zeros(n, int)
+    active = np.array([q > 0 for q in quotas])
+    ts = [env_group.reset(i, seed=env_seed(config.seed, EVAL, starts[i])) if active[i] else None
+          for i in range(n)]
+    blank = next(t for t in ts if t is not None)
+    ts = [t if t is not None else blank for t in ts]
+    act_state = agent.init_act_state(n)
+    act_state = agent.reset_act_state(act_state, np.ones(n, bool))
+    ret, length = np.zeros(n), np.zeros(n, int)
+    returns, lengths = [[] for _ in range(n)], [[] for _ in range(n)]
+    frames = [np.asarray(ts[0].image)] if record_first else None
+    recording = record_first
+    t = 0
+    while active.any():
+        if should_stop():
+            return None
+        image, is_first = _stack_obs(ts)
+        act_state, action = agent.policy_step(params, act_state, image, is_first,
+                                              jax.random.fold_in(key, t), greedy=True)
+        env_act, _ = env_actions(config, np.asarray(action))
+        out = env_group.step(env_act, mask=active)
+        t += 1
+        reset_mask = np.zeros(n, bool)
+        for i in range(n):
+            if not active[i]:
+                continue
+            step_ts = out[i]
+            ret[i] += float(step_ts.reward)
+            length[i] += 1
+            ts[i] = step_ts
+            if recording and i == 0:
+                frames.append(np.asarray(step_ts.image))
+            if step_ts.is_last:
+                returns[i].append(float(ret[i]))
+                lengths[i].append(int(length[i]) * int(config.env.action_repeat))
+                ret[i], length[i] = 0.0, 0
+                played[i] += 1
+                if i == 0:
+                    recording = False
+                if played[i] < quotas[i]:
+                    ts[i] = env_group.reset(i, seed=env_seed(config.seed, EVAL, starts[i] + played[i]))
+                    reset_mask[i] = True
+                else:
+                    active[i] = False
+        if reset_mask.any():
+            act_state = agent.reset_act_state(act_state, reset_mask)
+    flat_r = [r for rs in returns for r in rs]
+    flat_l = [x for ls in lengths for x in ls]
+    return {"returns": flat_r, "lengths": flat_l, "frames": frames}
+
+
+# --------------------------------------------------------------------------------------- outputs
+class Outputs:
+    """metrics.jsonl, scores.jsonl (rows after the resumed step dropped first), TensorBoard, console.
+
+    TensorBoard and console go through `twister_jax.writers.MetricWriter` when it is importable.
+    """
+
+    def __init__(self, workdir: pathlib.Path, resume_step: int, *, enabled: bool = True):
+        self.workdir = workdir
+        self.enabled = enabled
+        self.metrics_path = workdir / "metrics.jsonl"
+        self.scores_path = workdir / "scores.jsonl"
+        self.tb = None
+        if not enabled:
+            return
+        for path in (self.metrics_path, self.scores_path):
+            rows = [r for r in read_jsonl(path) if r.get("step", 0) <= resume_step]
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "w") as f:
+                for r in rows:
+                    f.write(json.dumps(r, default=_json_default) + "\n")
+            os.replace(tmp, path)
+        try:
+            from tensorboardX import SummaryWriter
+            self.tb = SummaryWriter(str(workdir / "tb"), purge_step=resume_step + 1 if resume_step else None)
+        except Exception as exc:  # noqa: BLE001 - TensorBoard is optional
+            log.warning("TensorBoard writer unavailable: %s", exc)
+
+    def _append(self, path, row):
+        with open(path, "a") as f:
+            f.write(json.dumps(row, default=_json_default) + "\n")
+            f.flush()
+
+    def metrics(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        self._append(self.metrics_path, row)
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self.tb.add_scalar(f"train/{k}", v, row["step"])
+
+    def scores(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        self._append(self.scores_path, row)
+        if self.tb is not None:
+            for k in ("return_mean", "return_std", "length_mean"):
+                self.tb.add_scalar(f"eval/{k}", row[k], row["step"])
+
+    def figures(self, step: int, figures: dict) -> None:
+        if not self.enabled or self.tb is None:
+            return
+        for name, arr in figures.items():
+            arr = np.asarray(arr)
+            if arr.ndim == 3:    # (H, W, C) image
+                self.tb.add_image(f"figures/{name}", arr, step, dataformats="HWC")
+            elif arr.ndim == 4:  # (T, H, W, C) video
+                self.tb.add_video(f"figures/{name}", arr[None], step, fps=8, dataformats="NTHWC")
+            elif arr.ndim == 5:  # (N, T, H, W, C) videos
+                self.tb.add_video(f"figures/{name}", arr, step, fps=8, dataformats="NTHWC")
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.flush()
+            self.tb.close()
+
+
+# ------------------------------------------------------------------------------------------ loop
+class Trainer:
+    """Holds the whole run's state; `run()` drives it. See the module docstring."""
+
+    def __init__(self, config, workdir, *, agent=None, progress: Optional[bool] = None):
+        import jax
+        from twister_jax import checkpoint
+        from twister_jax.replay import ReplayBuffer
+
+        self.config = config
+        self.workdir = pathlib.Path(workdir)
+        self.t_start = time.time()
+        jax.config.update("jax_threefry_partitionable", True)
+        if config.matmul_precision:
+            jax.config.update("jax_default_matmul_precision", config.matmul_precision)
+        checkpoint.check_workdir_compatible(self.workdir, config)
+        self.is_chief = jax.process_index() == 0
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.is_chief:
+            atomic_write_json(self.workdir / "config.json", checkpoint.config_to_dict(config))
+        if agent is None:
+            from twister_jax import agent as agent_lib
+            agent = agent_lib.make_agent(config)
+        self.agent = agent
+        self.n = int(config.env.num_envs)
+        self.num_actions = int(config.env.num_actions)
+        self.base_key = jax.random.key(int(config.seed))
+        self.keys = {p: jax.random.fold_in(self.base_key, p) for p in (INIT, TRAIN, ACT, EVAL, FIGURES)}
+        pid = jax.process_index()
+        self.local_batch = int(config.batch_size) // jax.process_count()
+        self.replay = ReplayBuffer(int(config.replay_capacity), int(config.seq_len), self.n,
+                                   tuple(config.env.image_size) + (3,), self.num_actions,
+                                   seed=env_seed(config.seed, 100, pid))
+        self.rng = np.random.Generator(np.random.PCG64(env_seed(config.seed, 101, pid)))
+        self.envs = EnvGroup(config.env, [env_seed(config.seed, 102, pid, i) for i in range(self.n)])
+        self.eval_envs = None
+        self.ckpt = checkpoint.Checkpointer(self.workdir, config)
+        self.train_state = agent.init_state(self.keys[INIT])
+        self.act_state = agent.init_act_state(self.n)
+        # counters
+        self.step = 0
+        self.env_steps = 0
+        self.act_calls = 0
+        self.episodes = 0
+        self.last_eval_step = -1
+        self.last_score = None
+        self.ep_return = np.zeros(self.n)
+        self.ep_length = np.zeros(self.n, np.int64)
+        self.pending_metrics: list = []
+        self.pending_episodes: list = []
+        self.last_batch = None
+        self.stop_requested = False
+        self._restore()
+        self.out = Outputs(self.workdir, self.step, enabled=self.is_chief)
+        self.progress_enabled = progress
+        self.t_last_log, self.step_last_log, self.env_last_log = time.time(), self.step, self.env_steps
+
+    # --------------------------------------------------------------------------- host state
+    def host_state(self) -> dict:
+        import jax
+        return {
+            "counters": {"step": self.step, "env_steps": self.env_steps, "act_calls": self.act_calls,
+                         "episodes": self.episodes, "last_eval_step": self.last_eval_step},
+            "last_score": self.last_score,
+            "rng": self.rng.bit_generator.state,
+            "obs": list(self.obs),
+            "ep_return": self.ep_return.copy(), "ep_length": self.ep_length.copy(),
+            "pending_metrics": [jax.device_get(m) for m in self.pending_metrics],
+            "pending_episodes": list(self.pending_episodes),
+            "env_states": self.envs.get_states(),
+        }
+
+    def _restore(self) -> None:
+        from twister_jax import checkpoint
+        r = self.ckpt.restore(checkpoint.abstract_like(self.train_state), checkpoint.abstract_like(self.act_state),
+                              self.replay)
+        if r is None:
+            import shutil
+            if self.ckpt.replay_dir.exists():  # chunks of a run killed before its first checkpoint
+                shutil.rmtree(self.ckpt.replay_dir)
+            self.obs = list(self.envs.reset_all())
+            for i, t in enumerate(self.obs):
+                self._add_reset_record(i, t)
+            return
+        self.train_state, self.act_state = r.train_state, r.act_state
+        h = r.host
+        c = h["counters"]
+        self.step, self.env_steps, self.act_calls = c["step"], c["env_steps"], c["act_calls"]
+        self.episodes, self.last_eval_step = c["episodes"], c["last_eval_step"]
+        self.last_score = h["last_score"]
+        self.rng.bit_generator.state = h["rng"]
+        self.obs = list(h["obs"])
+        self.ep_return, self.ep_length = h["ep_return"], h["ep_length"]
+        self.pending_metrics = h["pending_metrics"]
+        self.pending_episodes = h["pending_episodes"]
+        self.envs.set_states(h["env_states"])
+        print(f"resumed from checkpoint step {self.step} ({self.env_steps} env steps)", file=sys.stderr, flush=True)
+
+    def save(self) -> None:
+        if self.ckpt.save(self.step, self.train_state, self.act_state, self.host_state(), self.replay,
+                          meta={"env_steps": self.env_steps, "frames": self.frames}):
+            log.info("checkpoint saved at step %d", self.step)
+
+    @property
+    def frames(self) -> int:
+        return int(self.env_steps) * int(self.config.env.action_repeat)
+
+    # ----------------------------------------------------------------------------- acting
+    def _add_reset_record(self, i, t) -> None:
+        self.replay.add(i, t.image, np.zeros(self.num_actions, np.float32), 0.0, True, False)
+
+    def env_step(self) -> None:
+        """One batched env step of the training envs (spec 7.3)."""
+        import jax
+        image, is_first = _stack_obs(self.obs)
+        key = jax.random.fold_in(self.keys[ACT], self.act_calls)
+        self.act_state, action = self.agent.policy_step(self.train_state.params, self.act_state, image, is_first,
+                                                        key, greedy=False)
+        action = np.asarray(action, np.float32)
+        if self.replay.num_windows < self.config.prefill_windows:  # spec 7.3 item 4, 10.8
+            action = random_actions(self.config, self.rng, self.n)
+            if not self.config.quirks.prefill_policy_action:
+                self.act_state = self.act_state.replace(prev_action=jax.numpy.asarray(action))
+        env_act, stored = env_actions(self.config, action)
+        out = self.envs.step(env_act)
+        self.act_calls += 1
+        self.env_steps += self.n
+        for i, t in enumerate(out):
+            self.replay.add(i, t.image, stored[i], float(t.reward), False, bool(t.is_terminal))
+            self.ep_return[i] += float(t.reward)
+            self.ep_length[i] += 1
+            if t.is_last:
+                self.episodes += 1
+                self.pending_episodes.append((float(self.ep_return[i]),
+                                              int(self.ep_length[i]) * int(self.config.env.action_repeat)))
+                self.ep_return[i], self.ep_length[i] = 0.0, 0
+                t = self.envs.reset(i)
+                self._add_reset_record(i, t)
+            self.obs[i] = t
+
+    # --------------------------------------------------------------------------- training
+    def sample_batch(self):
+        import jax
+        batch = self.replay.sample(self.local_batch)
+        if jax.process_count() > 1:
+            from twister_jax import sharding
+            mesh = getattr(self.agent, "mesh", None) or sharding.make_mesh()
+            batch = sharding.global_batch(batch, mesh)
+        return batch
+
+    def train_step(self) -> None:
+        import jax
+        batch = self.sample_batch()
+        key = jax.random.fold_in(self.keys[TRAIN], self.step)
+        self.train_state, metrics = self.agent.train_step(self.train_state, batch, key)
+        self.last_batch = batch
+        self.pending_metrics.append(metrics)
+        self.step += 1
+
+    def log_row(self) -> dict:
+        import jax
+        now = time.time()
+        row = {"step": self.step, "env_steps": self.env_steps, "frames": self.frames}
+        ms = jax.device_get(self.pending_metrics)
+        if ms:
+            for k in ms[0]:
+                row[k] = float(np.mean([np.float64(m[k]) for m in ms]))
+        row["episodes"] = self.episodes
+        if self.pending_episodes:
+            row["episode_reward_total"] = float(np.mean([e[0] for e in self.pending_episodes]))
+            row["episode_steps"] = float(np.mean([e[1] for e in self.pending_episodes]))
+        row["replay_windows"] = int(self.replay.num_windows)
+        dt = max(now - self.t_last_log, 1e-9)
+        row["sps"] = (self.step - self.step_last_log) / dt
+        row["env_sps"] = (self.env_steps - self.env_last_log) / dt
+        row["wall_time"] = now - self.t_start
+        self.t_last_log, self.step_last_log, self.env_last_log = now, self.step, self.env_steps
+        self.pending_metrics, self.pending_episodes = [], []
+        self.out.metrics(row)
+        return row
+
+    # ------------------------------------------------------------------------- evaluation
+    def evaluate(self) -> Optional[dict]:
+        import jax
+        c = self.config
+        if self.eval_envs is None:
+            self.eval_envs = EnvGroup(c.env, [env_seed(c.seed, EVAL, 10_000 + i) for i in range(c.eval_envs)])
+        t0 = time.time()
+        key = jax.random.fold_in(self.keys[EVAL], self.step)
+        res = run_episodes(self.agent, self.train_state.params, c, self.eval_envs, int(c.eval_episodes), key,
+                           should_stop=lambda: self.stop_requested)
+        if res is None:
+            return None
+        r = np.asarray(res["returns"], np.float64)
+        row = {"step": self.step, "env_steps": self.env_steps, "frames": self.frames,
+               "return_mean": float(r.mean()), "return_std": float(r.std()), "episodes": int(r.size),
+               "returns": [float(x) for x in r], "length_mean": float(np.mean(res["lengths"])),
+               "wall_time": time.time() - t0}
+        self.out.scores(row)
+        self.last_eval_step = self.step
+        self.last_score = row["return_mean"]
+        return row
+
+    def figures(self) -> None:
+        import jax
+        fn = getattr(self.agent, "figures", None)
+        if fn is None or self.last_batch is None or not self.is_chief:
+            return
+        try:
+            figs = fn(self.train_state.params, self.last_batch, jax.random.fold_in(self.keys[FIGURES], self.step))
+            self.out.figures(self.step, jax.device_get(figs))
+        except Exception as exc:  # noqa: BLE001 - diagnostics must not end a run
+            log.warning("figures failed at step %d: %s", self.step, exc)
+
+    # ------------------------------------------------------------------------------- main
+    def _on_signal(self, signum, frame):  # noqa: ARG002
+        if self.stop_requested:  # second signal: give up at once
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        print(f"received signal {signum}: saving a checkpoint and stopping after the current step",
+              file=sys.stderr, flush=True)
+
+    def _epoch_end(self) -> None:
+        c = self.config
+        last = self.step >= c.num_train_steps
+        if (self.step % c.eval_every == 0 or last) and self.last_eval_step != self.step:
+            row = self.evaluate()
+            if row is not None:
+                self.progress.write(f"[eval] step {self.step}: return {row['return_mean']:.2f} "
+                                    f"+- {row['return_std']:.2f} over {row['episodes']} episodes")
+        if self.stop_requested:
+            return
+        if self.step % c.checkpoint_every == 0 or last:
+            self.save()
+        if self.step % c.figure_every == 0:
+            self.figures()
+
+    def run(self) -> dict:
+        from twister_jax.progress import Progress
+        c = self.config
+        done_path = self.workdir / "done.json"
+        self.progress = Progress(int(c.num_train_steps), self.step, tty=self.progress_enabled)
+        handlers = {}
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                handlers[sig] = signal.signal(sig, self._on_signal)
+        try:
+            while self.replay.num_windows < c.prefill_windows and not self.stop_requested:
+                self.env_step()
+            if self.step > 0 and (self.step % c.eval_every == 0 or self.step >= c.num_train_steps) \
+                    and self.last_eval_step != self.step:
+                self._epoch_end()  # an evaluation interrupted by a signal is redone
+            while self.step < c.num_train_steps and not self.stop_requested:
+                self.train_step()
+                if self.step % c.env_step_every == 0:
+                    self.env_step()
+                if self.step % c.log_every == 0:
+                    row = self.log_row()
+                    self.progress.update(self.step, env_steps=self.env_steps, loss=row.get("loss"),
+                                         score=self.last_score)
+                self._epoch_end()
+            if self.stop_requested:
+                self.save()
+                self.progress.write(f"stopped at step {self.step}; checkpoint saved. Re-run the same "
+                                    f"command to resume.")
+                return {"stopped": True, "step": self.step}
+            result = {"step": self.step, "env_steps": self.env_steps, "frames": self.frames,
+                      "return_mean": self.last_score, "wall_time": time.time() - self.t_start}
+            self.ckpt.wait()
+            if self.is_chief:
+                atomic_write_json(done_path, result)
+            return result
+        finally:
+            self.progress.close()
+            self.ckpt.close()
+            self.out.close()
+            self.envs.close()
+            if self.eval_envs is not None:
+                self.eval_envs.close()
+            for sig, h in handlers.items():
+                signal.signal(sig, h)
+
+
+def run(config, workdir, *, agent=None, progress: Optional[bool] = None) -> dict:
+    """Trains (or resumes) the run in `workdir`; returns the done.json content (or {'stopped': True}).
+
+    A workdir whose done.json exists is finished: nothing runs, its done.json is returned.
+    """
+    done = pathlib.Path(workdir) / "done.json"
+    if done.exists():
+        print(f"{workdir} is finished (done.json exists); nothing to do", file=sys.stderr)
+        return json.loads(done.read_text())
+    return Trainer(config, workdir, agent=agent, progress=progress).run()
