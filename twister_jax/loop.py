@@ -258,70 +258,61 @@ def run_episodes(agent, params, config, env_group: EnvGroup, episodes: int, key,
 
 # --------------------------------------------------------------------------------------- outputs
 class Outputs:
-    """metrics.jsonl, scores.jsonl (rows after the resumed step dropped first), TensorBoard, console.
+    """metrics.jsonl, scores.jsonl and TensorBoard via `twister_jax.writers` (chief process only).
 
-    TensorBoard and console go through `twister_jax.writers.MetricWriter` when it is importable.
+    On resume every writer drops what was logged after `resume_step` (JSONL rows with a larger
+    `step`; TensorBoard events through purge_step). Figures from `agent.figures`: an entry whose
+    name contains "video" is a video ((T, H, W, C) or (N, T, H, W, C) uint8), any other an image
+    ((H, W, C), or (N, H, W, C) shown as a grid).
     """
 
     def __init__(self, workdir: pathlib.Path, resume_step: int, *, enabled: bool = True):
-        self.workdir = workdir
         self.enabled = enabled
-        self.metrics_path = workdir / "metrics.jsonl"
-        self.scores_path = workdir / "scores.jsonl"
         self.tb = None
         if not enabled:
             return
-        for path in (self.metrics_path, self.scores_path):
-            rows = [r for r in read_jsonl(path) if r.get("step", 0) <= resume_step]
-            tmp = path.with_name(path.name + ".tmp")
-            with open(tmp, "w") as f:
-                for r in rows:
-                    f.write(json.dumps(r, default=_json_default) + "\n")
-            os.replace(tmp, path)
+        from twister_jax import writers
+        self.metrics_w = writers.JsonlWriter(workdir / "metrics.jsonl", resume_step=resume_step)
+        self.scores_w = writers.JsonlWriter(workdir / "scores.jsonl", resume_step=resume_step)
         try:
-            from tensorboardX import SummaryWriter
-            self.tb = SummaryWriter(str(workdir / "tb"), purge_step=resume_step + 1 if resume_step else None)
+            self.tb = writers.TensorBoardWriter(workdir / "tb", resume_step=resume_step or None)
         except Exception as exc:  # noqa: BLE001 - TensorBoard is optional
             log.warning("TensorBoard writer unavailable: %s", exc)
-
-    def _append(self, path, row):
-        with open(path, "a") as f:
-            f.write(json.dumps(row, default=_json_default) + "\n")
-            f.flush()
 
     def metrics(self, row: dict) -> None:
         if not self.enabled:
             return
-        self._append(self.metrics_path, row)
+        step = row["step"]
+        self.metrics_w.write_scalars(step, {k: v for k, v in row.items() if k != "step"})
         if self.tb is not None:
-            for k, v in row.items():
-                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
-                    self.tb.add_scalar(f"train/{k}", v, row["step"])
+            self.tb.write_scalars(step, {f"train/{k}": v for k, v in row.items() if k != "step"})
 
     def scores(self, row: dict) -> None:
         if not self.enabled:
             return
-        self._append(self.scores_path, row)
+        step = row["step"]
+        self.scores_w.write_scalars(step, {k: v for k, v in row.items() if k != "step"})
         if self.tb is not None:
-            for k in ("return_mean", "return_std", "length_mean"):
-                self.tb.add_scalar(f"eval/{k}", row[k], row["step"])
+            self.tb.write_scalars(step, {f"eval/{k}": row[k] for k in ("return_mean", "return_std", "length_mean")})
+            self.tb.flush()
 
     def figures(self, step: int, figures: dict) -> None:
         if not self.enabled or self.tb is None:
             return
-        for name, arr in figures.items():
-            arr = np.asarray(arr)
-            if arr.ndim == 3:    # (H, W, C) image
-                self.tb.add_image(f"figures/{name}", arr, step, dataformats="HWC")
-            elif arr.ndim == 4:  # (T, H, W, C) video
-                self.tb.add_video(f"figures/{name}", arr[None], step, fps=8, dataformats="NTHWC")
-            elif arr.ndim == 5:  # (N, T, H, W, C) videos
-                self.tb.add_video(f"figures/{name}", arr, step, fps=8, dataformats="NTHWC")
+        videos = {f"figures/{k}": v for k, v in figures.items() if "video" in k}
+        images = {f"figures/{k}": v for k, v in figures.items() if "video" not in k}
+        if images:
+            self.tb.write_images(step, images)
+        if videos:
+            self.tb.write_videos(step, videos)
+        self.tb.flush()
 
     def close(self) -> None:
-        if self.tb is not None:
-            self.tb.flush()
-            self.tb.close()
+        if not self.enabled:
+            return
+        for w in (self.metrics_w, self.scores_w, self.tb):
+            if w is not None:
+                w.close()
 
 
 # ------------------------------------------------------------------------------------------ loop
