@@ -61,8 +61,7 @@ def test_windows_count_and_batch_format():
         assert rb.num_windows == 0
     rb.add(0, *_record(0, T - 1))
     assert rb.num_windows == 1
-    _fill_from = T
-    for i in range(_fill_from, 20):
+    for i in range(T, 20):
         rb.add(0, *_record(0, i))
     assert rb.num_windows == 20 - T + 1
     assert [rb.window(k) for k in range(rb.num_windows)] == [(0, e) for e in range(T - 1, 20)]
@@ -207,9 +206,8 @@ def test_save_restore_round_trip_incremental_and_older_step(tmp_path):
     _same_buffer(ref100, old)
     assert old.stream_length(0) == 20 and old.stream_length(1) == 3
     # the next save from the older lineage replaces the newer files
-    _fill_more = [(0, i) for i in range(20, 25)]
-    for s, i in _fill_more:
-        old.add(s, *_record(s, i))
+    for i in range(20, 25):
+        old.add(0, *_record(0, i))
     old.save(tmp_path, 150)
     assert ReplayBuffer.saved_steps(tmp_path) == [100, 150]
     assert _chunks(tmp_path) == ["chunk_000000000100.npz", "chunk_000000000150.npz"]
@@ -269,9 +267,9 @@ def test_save_restore_after_eviction(tmp_path):
     rb = mk()
     _fill(rb, [10, 10])
     rb.save(tmp_path, 1)
-    _fill_more = [(s, i) for i in range(10, 30) for s in (0, 1)]
-    for s, i in _fill_more:
-        rb.add(s, *_record(s, i))
+    for i in range(10, 30):
+        for s in (0, 1):
+            rb.add(s, *_record(s, i))
     rb.save(tmp_path, 2)
     new = mk()
     new.restore(tmp_path, 2)

@@ -125,10 +125,6 @@ class _Stream:
         for b in range(min(first_needed // self.block_size, len(self.blocks))):
             self.blocks[b] = None
 
-    def present(self, i: int) -> bool:
-        b = i // self.block_size
-        return b < len(self.blocks) and self.blocks[b] is not None
-
     def copy_window(self, start: int, length: int, out: dict, row: int) -> None:
         """Copies records [start, start + length) into row `row` of the `out` arrays."""
         t = 0
