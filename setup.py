@@ -20,6 +20,7 @@ CORE = [
     "absl-py>=2.0",
     "tensorboardX>=2.6",
     "tqdm>=4.60",
+    "pillow>=9.0",  # PNG/GIF encoding for TensorBoard images and videos
 ]
 ATARI = ["gymnasium>=1.0", "ale-py>=0.9", "opencv-python-headless>=4.8"]
 DMC = ["dm_control>=1.0.20", "mujoco>=3.1,<4"]
