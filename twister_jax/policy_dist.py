@@ -67,47 +67,43 @@ def normal_sample(mean: jax.Array, std: jax.Array, eps: jax.Array) -> jax.Array:
 
 
 # ----------------------------------------------------------------- unimix one-hot (Atari, discrete)
+# Thin wrappers over the unimix one-hot categorical of `twister_jax.distributions` (spec 3.4, 5.7).
 def discrete_log_probs(logits: jax.Array, unimix: float = 0.01) -> jax.Array:
-    """Normalised log-probabilities of the unimix categorical ``0.99 softmax(l) + 0.01/A``: ``(..., A)``."""
-    return distributions.unimix_log_probs(jnp.asarray(logits, jnp.float32), unimix)
+    """``log p`` of the unimix categorical ``(1 - unimix) softmax(l) + unimix / A``: ``(..., A)``."""
+    return distributions.unimix_log_probs(logits, unimix)
 
 
 def discrete_probs(logits: jax.Array, unimix: float = 0.01) -> jax.Array:
     """Unimix probabilities ``(..., A)``."""
-    return distributions.unimix_probs(jnp.asarray(logits, jnp.float32), unimix)
+    return distributions.unimix_probs(logits, unimix)
 
 
 def discrete_log_prob(logits: jax.Array, action: jax.Array, unimix: float = 0.01) -> jax.Array:
     """``log p(action)`` of a one-hot action ``(..., A)`` -> ``(...)`` (sum of one-hot x log p)."""
-    return jnp.sum(jnp.asarray(action, jnp.float32) * discrete_log_probs(logits, unimix), axis=-1)
+    return distributions.onehot_log_prob(logits, action, unimix)
 
 
 def discrete_entropy(logits: jax.Array, unimix: float = 0.01) -> jax.Array:
     """Entropy ``-sum p log p`` of the unimix probabilities: ``(..., A) -> (...)``."""
-    logp = discrete_log_probs(logits, unimix)
-    return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+    return distributions.onehot_entropy(logits, unimix)
 
 
 def discrete_sample(logits: jax.Array, gumbel: jax.Array, unimix: float = 0.01) -> jax.Array:
     """Straight-through sample ``one_hot(argmax(log p + g)) + (p - sg(p))``: ``(..., A)``.
 
-    The forward value is exactly one-hot (the bracket is computed first). Nothing downstream uses
-    its gradient (REINFORCE), but it is kept as in the original.
+    The forward value is exactly one-hot. Nothing downstream uses its gradient (REINFORCE), but
+    it is kept as in the original.
     """
-    logp = discrete_log_probs(logits, unimix)
-    hard = jax.nn.one_hot(jnp.argmax(logp + gumbel, axis=-1), logp.shape[-1], dtype=logp.dtype)
-    probs = jnp.exp(logp)
-    return hard + (probs - jax.lax.stop_gradient(probs))
+    return distributions.onehot_sample(logits, gumbel, unimix)
 
 
-def discrete_mode(logits: jax.Array, unimix: float = 0.01) -> jax.Array:
-    """Greedy action ``one_hot(argmax p)`` (first maximum on ties), ``(..., A)``; no gradient.
+def discrete_mode(logits: jax.Array, unimix: float = 0.01, st_logprob: bool = True) -> jax.Array:
+    """Greedy action ``one_hot(argmax p)`` (first maximum on ties), ``(..., A)``.
 
-    Ambiguous: the original's ``mode()`` adds a straight-through term (quirk 10.5); the greedy
-    policy is only used for acting, where no gradient flows, so the plain one-hot is returned.
+    Carries the original's straight-through term (``log p - sg(log p)``, quirk 10.5; ``p`` when
+    `st_logprob` is False); its forward value is exactly one-hot, and acting uses no gradient.
     """
-    logp = discrete_log_probs(logits, unimix)
-    return jax.nn.one_hot(jnp.argmax(logp, axis=-1), logp.shape[-1], dtype=logp.dtype)
+    return distributions.onehot_mode(logits, unimix, st_logprob)
 
 
 # ------------------------------------------------------------------------------------ dispatcher
@@ -121,18 +117,22 @@ class PolicyDist:
         bounded Normal (DMC, fake continuous).
       unimix: uniform mixture of the categorical (``model.unimix``).
       min_std, max_std: std bounds of the Normal (``model.policy_min_std`` / ``policy_max_std``).
+      mode_st_logprob: straight-through term of the discrete mode on log-probabilities
+        (``quirks.mode_straight_through_logprob``); forward values do not depend on it.
     """
     num_actions: int
     discrete: bool
     unimix: float = 0.01
     min_std: float = 0.1
     max_std: float = 1.0
+    mode_st_logprob: bool = True
 
     @classmethod
     def from_config(cls, config) -> "PolicyDist":
         return cls(num_actions=int(config.env.num_actions), discrete=is_discrete(config),
                    unimix=float(config.model.unimix), min_std=float(config.model.policy_min_std),
-                   max_std=float(config.model.policy_max_std))
+                   max_std=float(config.model.policy_max_std),
+                   mode_st_logprob=bool(config.quirks.mode_straight_through_logprob))
 
     @property
     def raw_size(self) -> int:
@@ -156,7 +156,7 @@ class PolicyDist:
     def mode(self, raw: jax.Array) -> jax.Array:
         """Greedy action ``(..., A)``: one-hot argmax of the probabilities, or the Normal's mean."""
         if self.discrete:
-            return discrete_mode(raw, self.unimix)
+            return discrete_mode(raw, self.unimix, self.mode_st_logprob)
         return bounded_normal_params(raw, self.min_std, self.max_std)[0]
 
     def log_prob(self, raw: jax.Array, action: jax.Array) -> jax.Array:

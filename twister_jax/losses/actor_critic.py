@@ -22,11 +22,14 @@ Both apply `jax.lax.stop_gradient` to those constants themselves, so a caller ca
 """
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Callable
 
 import flax.struct
 import jax
 import jax.numpy as jnp
+
+from twister_jax import distributions
 
 if TYPE_CHECKING:
     from twister_jax.policy_dist import PolicyDist
@@ -202,7 +205,7 @@ def actor_loss(policy_raw: jax.Array, actions: jax.Array, advantage: jax.Array, 
 
 
 def critic_loss(value_logits: jax.Array, returns: jax.Array, slow_values: jax.Array, weights: jax.Array,
-                *, reg_scale: float = 1.0, log_prob_fn: Callable | None = None):
+                *, reg_scale: float = 1.0, bins_range: float = 20.0, log_prob_fn: Callable | None = None):
     """Two-hot critic loss with the slow-critic regulariser (spec 5.8).
 
     ``L = -mean_{n,i} w_i [log p_v(sg(R_i) | s_i) + reg * log p_v(sg(mode(v_target(s_i))) | s_i)]``.
@@ -214,15 +217,16 @@ def critic_loss(value_logits: jax.Array, returns: jax.Array, slow_values: jax.Ar
       slow_values: ``(N, H)`` slow critic's mean (two-hot mode) on the same states (stop-gradiented).
       weights: ``(N, H)`` (stop-gradiented here).
       reg_scale: ``ac.slow_critic_reg``.
+      bins_range: ``model.bins_range`` (bins on ``[-range, range]`` in symlog space; their number
+        is the logits' last axis).
       log_prob_fn: ``(logits (..., bins), target (...)) -> (...)``; defaults to the symlog two-hot
-        log-probability of `twister_jax.distributions` with its default 255 bins on [-20, 20].
+        log-probability `twister_jax.distributions.twohot_log_prob` with `bins_range`.
 
     Returns:
       ``(loss scalar, aux)`` with ``aux = {log_prob_returns, log_prob_slow}`` (both ``(N, H)``).
     """
     if log_prob_fn is None:
-        from twister_jax import distributions
-        log_prob_fn = distributions.twohot_log_prob
+        log_prob_fn = functools.partial(distributions.twohot_log_prob, bins_range=bins_range)
     value_logits = jnp.asarray(value_logits, jnp.float32)
     returns, slow_values, w = sg(returns), sg(slow_values), sg(weights)
     lp_ret = log_prob_fn(value_logits, returns)
