@@ -1,0 +1,281 @@
+"""End-to-end checks of the training program on ONE shared tiny run (configs/tiny.py:fake).
+
+The session fixture `runs` starts, in parallel, an uninterrupted run (`full`) and a run that is
+SIGKILLed right after its first checkpoint (`killed`); `killed` is then resumed, stopped with
+SIGTERM after its second checkpoint, and resumed again to the end. Every check below reads these
+runs (INTERFACES §8: each extra process recompiles, so keep them few):
+
+* outputs present (INTERFACES §6), `evaluate` CLI on the finished run;
+* the resumed run's metrics.jsonl / scores.jsonl equal the uninterrupted run's (deterministic fields);
+* SIGTERM saves a checkpoint and exits cleanly;
+* a corrupt newest checkpoint is skipped in favour of the previous one;
+* learning: the final evaluation of the tiny fake run is clearly above the random policy's;
+* the quickstart notebook runs (nbclient) on the tiny config.
+A `slow` test learns on a real Atari game with the tiny config (`pytest -m slow`).
+"""
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.config_utils import get_config
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = f"{REPO}/configs/tiny.py:fake"
+WALL_FIELDS = {"wall_time", "sps", "env_sps"}
+TIMEOUT = 900
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO), env.get("PYTHONPATH", "")] if p)
+    return env
+
+
+def _train_cmd(workdir, *extra):
+    return [sys.executable, "-m", "twister_jax.train", f"--config={TINY}", f"--workdir={workdir}", *extra]
+
+
+def _start(workdir, log_name, *extra):
+    log = open(pathlib.Path(str(workdir) + f".{log_name}.log"), "w")
+    return subprocess.Popen(_train_cmd(workdir, *extra), cwd=REPO, env=_env(), stdout=log,
+                            stderr=subprocess.STDOUT), log
+
+
+def _log_text(workdir, log_name):
+    return pathlib.Path(str(workdir) + f".{log_name}.log").read_text()
+
+
+def _wait_for(predicate, proc, what, timeout=TIMEOUT):
+    t0 = time.time()
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"process ended (rc={proc.returncode}) before {what}")
+        if time.time() - t0 > timeout:
+            proc.kill()
+            raise AssertionError(f"timeout waiting for {what}")
+        time.sleep(0.02)
+
+
+def _steps(workdir):
+    d = pathlib.Path(workdir) / "checkpoints"
+    return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.exists() else []
+
+
+def _rows(path):
+    return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines() if line.strip()]
+
+
+def _det(rows):
+    return [{k: v for k, v in r.items() if k not in WALL_FIELDS} for r in rows]
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("program")
+    full, killed = root / "full", root / "killed"
+    config = get_config("tiny", "fake")
+    first_ckpt = config.checkpoint_every
+    info = {"full": full, "killed": killed, "config": config}
+    t0 = time.time()
+    p_full, log_full = _start(full, "full")
+    p_kill, log_kill = _start(killed, "kill")
+    # SIGKILL right after the first checkpoint is committed (Orbax renames the step dir on commit)
+    _wait_for(lambda: first_ckpt in _steps(killed), p_kill, "the first checkpoint")
+    p_kill.send_signal(signal.SIGKILL)
+    p_kill.wait()
+    log_kill.close()
+    info["rows_at_kill"] = _rows(killed / "metrics.jsonl")
+    # resume, then SIGTERM once a log row after the second checkpoint is written
+    p_term, log_term = _start(killed, "term")
+    second = 2 * first_ckpt
+    target = second + config.log_every
+    _wait_for(lambda: any(r["step"] >= target for r in _safe_rows(killed / "metrics.jsonl")), p_term,
+              f"a log row at step {target}")
+    p_term.send_signal(signal.SIGTERM)
+    info["term_rc"] = p_term.wait(timeout=TIMEOUT)
+    log_term.close()
+    info["term_log"] = _log_text(killed, "term")
+    info["steps_after_term"] = _steps(killed)
+    info["done_after_term"] = (killed / "done.json").exists()
+    # resume to the end
+    p_last, log_last = _start(killed, "last")
+    info["last_rc"] = p_last.wait(timeout=TIMEOUT)
+    log_last.close()
+    info["full_rc"] = p_full.wait(timeout=TIMEOUT)
+    log_full.close()
+    info["full_log"] = _log_text(full, "full")
+    info["last_log"] = _log_text(killed, "last")
+    info["wall_time"] = time.time() - t0
+    assert info["full_rc"] == 0, info["full_log"][-3000:]
+    assert info["last_rc"] == 0, info["last_log"][-3000:]
+    return info
+
+
+def _safe_rows(path):
+    try:
+        return _rows(path)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+
+
+def test_outputs_present(runs):
+    full, config = runs["full"], runs["config"]
+    saved = json.loads((full / "config.json").read_text())
+    assert saved["env"]["task"] == config.env.task and saved["batch_size"] == config.batch_size
+    rows = _rows(full / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(config.log_every, config.num_train_steps + 1, config.log_every))
+    for r in rows:
+        assert {"step", "env_steps", "frames", "loss", "episodes"} <= set(r), r
+        assert r["frames"] == r["env_steps"] * config.env.action_repeat
+    scores = _rows(full / "scores.jsonl")
+    assert [s["step"] for s in scores] == list(range(config.eval_every, config.num_train_steps + 1, config.eval_every))
+    for s in scores:
+        assert {"step", "env_steps", "frames", "return_mean", "return_std", "episodes", "returns",
+                "length_mean"} <= set(s)
+        assert s["episodes"] == len(s["returns"]) == config.eval_episodes
+        assert np.isclose(s["return_mean"], np.mean(s["returns"]))
+    done = json.loads((full / "done.json").read_text())
+    assert done["step"] == config.num_train_steps and "wall_time" in done and "return_mean" in done
+    assert _steps(full) == [100, 200, 300][-config.checkpoint_keep:]
+    assert any((full / "tb").iterdir())
+    assert any((full / "replay").iterdir())
+    print(f"tiny run set (4 processes, 2 in parallel) wall time: {runs['wall_time']:.1f}s; "
+          f"uninterrupted run: {done['wall_time']:.1f}s")
+
+
+def test_resume_after_sigkill_equals_uninterrupted(runs):
+    full, killed = runs["full"], runs["killed"]
+    # the kill happened after some rows beyond the first checkpoint could have been written
+    assert runs["rows_at_kill"], "no metrics row before the kill"
+    a, b = _det(_rows(full / "metrics.jsonl")), _det(_rows(killed / "metrics.jsonl"))
+    assert len(a) == len(b)
+    for ra, rb in zip(a, b):
+        assert ra == rb, (ra, rb)
+    assert _det(_rows(full / "scores.jsonl")) == _det(_rows(killed / "scores.jsonl"))
+    assert json.loads((killed / "done.json").read_text())["step"] == runs["config"].num_train_steps
+    assert "resumed from checkpoint step" in runs["last_log"]
+
+
+def test_sigterm_saves_checkpoint_and_exits_cleanly(runs):
+    assert runs["term_rc"] == 0, runs["term_log"][-3000:]
+    assert "Traceback" not in runs["term_log"]
+    assert "checkpoint saved" in runs["term_log"]
+    assert not runs["done_after_term"]
+    second = 2 * runs["config"].checkpoint_every
+    assert max(runs["steps_after_term"]) > second + runs["config"].log_every - 1, runs["steps_after_term"]
+
+
+def test_evaluate_cli(runs, tmp_path):
+    full, config = runs["full"], runs["config"]
+    video = tmp_path / "episode.gif"
+    r = subprocess.run([sys.executable, "-m", "twister_jax.evaluate", f"--workdir={full}",
+                        f"--episodes={config.eval_episodes}", f"--video={video}"],
+                       cwd=REPO, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert {"return_mean", "return_std", "episodes", "returns"} <= set(out)
+    assert out["episodes"] == config.eval_episodes
+    # same keys and episode seeds as the run's final evaluation
+    last = _rows(full / "scores.jsonl")[-1]
+    assert out["returns"] == last["returns"]
+    assert video.exists() and video.stat().st_size > 0
+
+
+def test_corrupt_checkpoint_falls_back(runs, tmp_path, caplog):
+    from twister_jax import loop
+
+    work = tmp_path / "copy"
+    shutil.copytree(runs["full"], work)
+    (work / "done.json").unlink()
+    newest = max(_steps(work))
+    for path in (work / "checkpoints" / str(newest) / "train").rglob("*"):
+        if path.is_file() and path.stat().st_size > 0:
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with caplog.at_level("WARNING"):
+        trainer = loop.Trainer(runs["config"], work, progress=False)
+    try:
+        assert trainer.step == sorted(_steps(runs["full"]))[-2]
+        assert "unreadable" in caplog.text
+        assert newest not in _steps(work)
+        assert all(r["step"] <= trainer.step for r in _rows(work / "metrics.jsonl"))
+    finally:
+        trainer.ckpt.close()
+        trainer.out.close()
+        trainer.envs.close()
+
+
+def _random_policy_returns(config, episodes):
+    from twister_jax import loop
+
+    n = min(config.eval_envs, episodes)
+    envs = loop.EnvGroup(config.env, [loop.env_seed(config.seed, loop.EVAL, 10_000 + i) for i in range(n)])
+    rng = np.random.default_rng(0)
+    returns = []
+    try:
+        for j in range(episodes):
+            t = envs.reset(j % n, seed=loop.env_seed(config.seed, loop.EVAL, j))
+            total, done = 0.0, False
+            while not done:
+                acts, _ = loop.env_actions(config, loop.random_actions(config, rng, n))
+                mask = np.zeros(n, bool)
+                mask[j % n] = True
+                t = envs.step(acts, mask=mask)[j % n]
+                total += float(t.reward)
+                done = bool(t.is_last)
+            returns.append(total)
+    finally:
+        envs.close()
+    return np.asarray(returns)
+
+
+def test_learning_on_fake_env(runs):
+    config = runs["config"]
+    final = _rows(runs["full"] / "scores.jsonl")[-1]
+    rand = _random_policy_returns(config, 8)
+    margin = max(3.0 * rand.std(), 0.25 * abs(rand.mean()), 1.0)
+    print(f"final eval return {final['return_mean']:.2f}, random policy {rand.mean():.2f} +- {rand.std():.2f}")
+    assert final["return_mean"] > rand.mean() + margin, (final, rand)
+
+
+def test_quickstart_notebook(runs, tmp_path, monkeypatch):
+    del runs  # after the shared run, so the compilation cache is warm
+    nbformat = pytest.importorskip("nbformat")
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])
+    monkeypatch.setenv("TWISTER_NOTEBOOK_TEST", "1")
+    monkeypatch.setenv("TWISTER_NOTEBOOK_WORKDIR", str(tmp_path / "nb_run"))
+    nb = nbformat.read(REPO / "experiments" / "notebooks" / "quickstart.ipynb", as_version=4)
+    NotebookClient(nb, timeout=TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+    assert (tmp_path / "nb_run" / "done.json").exists()
+    assert (tmp_path / "nb_run" / "scores.jsonl").read_text().strip()
+
+
+@pytest.mark.slow
+def test_learning_on_real_atari(tmp_path):
+    """Tiny config on Breakout: the greedy policy beats the random policy clearly (slow: ~CPU hour)."""
+    import csv
+
+    workdir = tmp_path / "breakout"
+    cfg = f"{REPO}/configs/tiny.py:atari"
+    steps = 20_000
+    r = subprocess.run([sys.executable, "-m", "twister_jax.train", f"--config={cfg}", f"--workdir={workdir}",
+                        "--config.env.task=breakout", f"--config.num_train_steps={steps}",
+                        f"--config.eval_every={steps}", "--config.checkpoint_every=5000",
+                        "--config.figure_every=5000", "--config.log_every=500", "--config.eval_episodes=8",
+                        "--config.env.time_limit_frames=8000"],
+                       cwd=REPO, env=_env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    final = _rows(workdir / "scores.jsonl")[-1]
+    with open(REPO / "twister_jax" / "data" / "atari100k_scores.csv") as f:
+        rows = {row["game"]: row for row in csv.DictReader(line for line in f if not line.startswith("#"))}
+    random_score = float(rows["breakout"]["random"])
+    assert final["return_mean"] > 2.0 * random_score + 1.0, (final, random_score)
