@@ -1,0 +1,128 @@
+"""Encoder: images -> posterior logits (spec 3.1, 3.3).
+
+``(..., 64, 64, 3)`` frames (uint8, preprocessed here as ``x/255 - 0.5``, or already-preprocessed
+floats, e.g. the AC-CPC crops) -> 4 x [Conv 4x4/2 pad 1 no bias -> LN(channels, eps) -> SiLU]
+-> flatten -> Linear -> logits ``(..., S, C)``.
+
+Flatten order (ambiguous in a port, documented here): we flatten the NHWC map in our natural
+``(y, x, c)`` order; the reference flattens ``(c, y, x)``. The reorder is done once, on import, by
+the `torch_map` converter of the representation Linear (its kernel rows are permuted), so the
+forward needs no transpose and the parameters stay interchangeable with the original.
+
+Convolutions go through `twister_jax.networks.conv.conv2d` (kernel HWIO, a plain `nnx.Param`).
+"""
+from __future__ import annotations
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from twister_jax import port
+from twister_jax.networks import conv as conv_lib
+from twister_jax.networks import layers
+
+
+def preprocess(images: jax.Array) -> jax.Array:
+    """uint8 -> ``float32(x)/255 - 0.5`` (spec 3.1); float input is returned as float32 unchanged."""
+    if images.dtype == jnp.uint8:
+        return images.astype(jnp.float32) / 255.0 - 0.5
+    return images.astype(jnp.float32)
+
+
+def conv(x: jax.Array, kernel: jax.Array, impl: str = "auto") -> jax.Array:
+    """The single conv op of this file: torch Conv2d(k4, s2, p1, no bias), NHWC/HWIO."""
+    return conv_lib.conv2d(x, kernel, stride=2, padding=1, impl=impl)
+
+
+def cnn_flat_to_torch(flat: np.ndarray, channels: int, size: int) -> np.ndarray:
+    """Our ``(y, x, c)``-flattened features -> the reference's ``(c, y, x)`` order (tests/debugging)."""
+    flat = np.asarray(flat)
+    lead = flat.shape[:-1]
+    return flat.reshape(*lead, size, size, channels).swapaxes(-1, -3).swapaxes(-1, -2).reshape(*lead, -1)
+
+
+class Encoder(nnx.Module):
+    """Conv encoder + representation Linear (spec 3.3).
+
+    Args:
+      dim_cnn: base width (layers 1x, 2x, 4x, 8x).
+      stoch, discrete: latent layout S x C.
+      ln_eps: LayerNorm eps (1e-3).
+      image_size: square input size (64); the last map is ``image_size/16``.
+      in_channels: 3.
+      conv_impl: `conv.conv2d` implementation (``"auto"``: matmul on CPU, XLA elsewhere).
+      dtype: compute dtype; params `param_dtype`; LN statistics and the returned logits float32.
+
+    Torch names: ``cnn.layers.{i}.0.weight``, ``cnn.layers.{i}.1.{weight,bias}``,
+    ``representation_network.{weight,bias}``.
+    """
+
+    def __init__(self, *, dim_cnn: int = 32, stoch: int = 32, discrete: int = 32, ln_eps: float = 1e-3,
+                 image_size: int = 64, in_channels: int = 3, conv_impl: str = "auto", dtype=jnp.float32,
+                 param_dtype=jnp.float32, rngs: nnx.Rngs):
+        self.dim_cnn, self.stoch, self.discrete = dim_cnn, stoch, discrete
+        self.image_size, self.in_channels = image_size, in_channels
+        self.conv_impl, self.dtype = conv_impl, dtype
+        widths = [in_channels] + [dim_cnn * 2 ** i for i in range(4)]
+        self.kernels = nnx.List([
+            nnx.Param(layers.dreamerv3_normal(rngs.params(), (4, 4, widths[i], widths[i + 1]), param_dtype))
+            for i in range(4)])
+        self.norms = nnx.List([layers.layer_norm(widths[i + 1], ln_eps, param_dtype=param_dtype, rngs=rngs)
+                               for i in range(4)])
+        self.final_size = image_size // 16
+        self.flat_dim = widths[-1] * self.final_size ** 2
+        self.repr = nnx.Linear(self.flat_dim, stoch * discrete, kernel_init=layers.xavier_uniform,
+                               bias_init=layers.zeros, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+
+    @classmethod
+    def from_config(cls, model, *, dtype=jnp.float32, rngs: nnx.Rngs, **kw):
+        """Build from the ``model`` config block (INTERFACES 2)."""
+        return cls(dim_cnn=model.dim_cnn, stoch=model.stoch, discrete=model.discrete, ln_eps=model.ln_eps,
+                   dtype=dtype, rngs=rngs, **kw)
+
+    def torch_map(self) -> port.TorchMap:
+        m: port.TorchMap = {}
+        for i in range(4):
+            m[f"cnn.layers.{i}.0.weight"] = (("kernels", i), conv_lib.torch_conv_kernel)
+            m.update(layers.ln_torch_map(("norms", i), f"cnn.layers.{i}.1"))
+        c, s = self.dim_cnn * 8, self.final_size
+
+        def repr_kernel(w):  # (out, c*s*s) in (c, y, x) order -> (s*s*c in (y, x, c) order, out)
+            w = np.asarray(w)
+            return w.reshape(w.shape[0], c, s, s).transpose(2, 3, 1, 0).reshape(s * s * c, w.shape[0])
+
+        m["representation_network.weight"] = (("repr", "kernel"), repr_kernel)
+        m["representation_network.bias"] = (("repr", "bias"), port.identity)
+        return m
+
+    def features(self, images: jax.Array) -> list[jax.Array]:
+        """Per-layer NHWC maps ``(N, H_i, W_i, C_i)`` (N = flattened leading dims), in `dtype`."""
+        x = preprocess(images)
+        chex.assert_shape(x, (..., self.image_size, self.image_size, self.in_channels))
+        x = x.reshape((-1,) + x.shape[-3:]).astype(self.dtype)
+        outs = []
+        for kernel, norm in zip(self.kernels, self.norms):
+            y = conv(x, kernel[...].astype(self.dtype), self.conv_impl)
+            x = jax.nn.silu(norm(y.astype(jnp.float32))).astype(self.dtype)
+            outs.append(x)
+        return outs
+
+    def __call__(self, images: jax.Array, *, return_intermediates: bool = False):
+        """Frames ``(..., H, W, 3)`` -> raw posterior logits ``(..., S, C)`` float32.
+
+        With `return_intermediates`, also a dict with ``cnn_layer{i}`` (NHWC, flattened batch) and
+        ``cnn_flat`` ``(..., flat_dim)`` in our ``(y, x, c)`` order.
+        """
+        lead = images.shape[:-3]
+        maps = self.features(images)
+        flat = maps[-1].reshape(lead + (self.flat_dim,))
+        logits = self.repr(flat).astype(jnp.float32).reshape(lead + (self.stoch, self.discrete))
+        if not return_intermediates:
+            return logits
+        inter = {f"cnn_layer{i}": m for i, m in enumerate(maps)}
+        inter["cnn_flat"] = flat
+        return logits, inter
