@@ -20,6 +20,7 @@ import numpy as np
 from flax import nnx
 
 from twister_jax import port
+from twister_jax.networks import layers
 
 NEG_INF = -1e9  # spec 3.6.5: masked scores get -1e9 (not -inf), so fully masked rows stay finite
 
@@ -133,20 +134,15 @@ def combine_masks(context: jax.Array, episode: Optional[jax.Array] = None,
 
 
 # --------------------------------------------------------------------------------------------
-# Initialisers (spec 6.4: PyTorch default for Q/K/V/O/pos)
+# Linear helpers (spec 6.4: PyTorch default init for Q/K/V/O/pos and the FFN)
 # --------------------------------------------------------------------------------------------
 
-def torch_default_init(fan_in: int):
-    """PyTorch ``nn.Linear`` default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias."""
-    bound = 1.0 / math.sqrt(fan_in)
-
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-    return init
+torch_default_init = layers.torch_default_uniform  # kept: other modules import it from here
 
 
 def torch_linear(in_features: int, out_features: int, *, dtype, param_dtype, rngs: nnx.Rngs) -> nnx.Linear:
-    init = torch_default_init(in_features)
+    """Linear with bias and the PyTorch default init U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (spec 6.4)."""
+    init = layers.torch_default_uniform(in_features)
     return nnx.Linear(in_features, out_features, use_bias=True, kernel_init=init, bias_init=init,
                       dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 

@@ -17,18 +17,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 from twister_jax import port
-from twister_jax.networks import attention
+from twister_jax.networks import attention, layers
 
 
-def layer_norm(features: int, eps: float, *, param_dtype, rngs: nnx.Rngs) -> nnx.LayerNorm:
-    """Affine LayerNorm over the last axis with float32 statistics (two-pass variance)."""
-    return nnx.LayerNorm(features, epsilon=eps, use_fast_variance=False, dtype=jnp.float32,
-                         param_dtype=param_dtype, rngs=rngs)
+layer_norm = layers.layer_norm  # affine LN over the last axis, float32 two-pass statistics
 
 
 def ln_torch_map(ours: str, theirs: str) -> port.TorchMap:
-    return {f"{theirs}.weight": ((ours, "scale"), port.identity),
-            f"{theirs}.bias": ((ours, "bias"), port.identity)}
+    return layers.ln_torch_map((ours,), theirs)
 
 
 def _split_key(key: Optional[jax.Array], n: int):

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from twister_jax import port
-from twister_jax.networks import attention, transformer
+from twister_jax.networks import attention, layers, transformer
 
 sg = jax.lax.stop_gradient
 
@@ -64,31 +64,6 @@ def clip_action(action: jax.Array) -> jax.Array:
 # Action mixer (spec 3.6.2)
 # --------------------------------------------------------------------------------------------
 
-def _dreamer_normal(key, shape, dtype=jnp.float32):
-    """spec 6.4 "dreamerv3_normal": truncated normal on [-2s, 2s], s = 1.1368 sqrt(2/(fan_in+fan_out))."""
-    fan_in, fan_out = shape[0], shape[-1]
-    std = 1.1368 * (2.0 / (fan_in + fan_out)) ** 0.5
-    return std * jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype)
-
-
-class _DenseLN(nnx.Module):
-    """Dense (no bias) -> LayerNorm (float32) [-> SiLU]. Torch names ``0.weight``, ``1.{weight,bias}``."""
-
-    def __init__(self, fin, fout, *, eps, act, dtype, param_dtype, rngs):
-        self.dense = nnx.Linear(fin, fout, use_bias=False, kernel_init=_dreamer_normal, dtype=dtype,
-                                param_dtype=param_dtype, rngs=rngs)
-        self.norm = transformer.layer_norm(fout, eps, param_dtype=param_dtype, rngs=rngs)
-        self.act = act
-
-    def torch_map(self):
-        return {"0.weight": (("dense", "kernel"), port.linear_kernel),
-                "1.weight": (("norm", "scale"), port.identity), "1.bias": (("norm", "bias"), port.identity)}
-
-    def __call__(self, x):
-        y = self.norm(self.dense(x).astype(jnp.float32))
-        return jax.nn.silu(y) if self.act else y
-
-
 class ActionMixer(nnx.Module):
     """``LN(W2 SiLU(LN(W1 x)))``, both Dense without bias, LN eps ``ln_eps`` (spec 3.6.2).
 
@@ -97,9 +72,9 @@ class ActionMixer(nnx.Module):
 
     def __init__(self, in_features: int, hidden: int, *, ln_eps: float = 1e-3, dtype=jnp.float32,
                  param_dtype=jnp.float32, rngs: nnx.Rngs):
-        kw = dict(eps=ln_eps, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.layer0 = _DenseLN(in_features, hidden, act=True, **kw)
-        self.layer1 = _DenseLN(hidden, hidden, act=False, **kw)
+        kw = dict(eps=ln_eps, kernel_init=layers.dreamerv3_normal, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.layer0 = layers.DenseNormAct(in_features, hidden, act=True, **kw)
+        self.layer1 = layers.DenseNormAct(hidden, hidden, act=False, **kw)
 
     def torch_map(self):
         m = port.nest(self.layer0.torch_map(), "layers.0", ("layer0",))
@@ -164,8 +139,8 @@ class TSSM(nnx.Module):
         self.transformer = transformer.Transformer(hidden, heads, blocks, ff_ratio=ff_ratio, dropout=dropout,
                                                    ln_eps=transformer_ln_eps, max_pos=max_pos, dtype=dtype,
                                                    param_dtype=param_dtype, rngs=rngs)
-        self.dynamics_predictor = nnx.Linear(hidden, stoch * discrete, kernel_init=jax.nn.initializers.glorot_uniform(),
-                                             bias_init=jax.nn.initializers.zeros, dtype=dtype,
+        self.dynamics_predictor = nnx.Linear(hidden, stoch * discrete, kernel_init=layers.xavier_uniform,
+                                             bias_init=layers.zeros, dtype=dtype,
                                              param_dtype=param_dtype, rngs=rngs)
         w = jnp.zeros((hidden,), param_dtype)
         self.weight_init = nnx.Param(w) if learn_initial else nnx.Variable(w)
