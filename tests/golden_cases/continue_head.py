@@ -1,0 +1,12 @@
+"""Golden check: continue head (MLP -> 1 logit, Bernoulli), spec 3.7."""
+from twister_jax import distributions as D
+from twister_jax.networks import heads
+
+
+def check(fx):
+    head, _ = heads.head_from_fixture(fx, "ContinueNetwork")
+    logits = head(fx.inputs["feats"])
+    fx.assert_close("logits", logits)
+    fx.assert_close("probs", D.bernoulli_probs(logits))
+    fx.assert_close("mode", D.bernoulli_mode(logits))
+    fx.assert_close("log_prob", D.bernoulli_log_prob(logits, fx.inputs["targets"]))
