@@ -24,35 +24,19 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from twister_jax import port
+from twister_jax import distributions, port
 from twister_jax.networks import attention, layers, transformer
 
 sg = jax.lax.stop_gradient
 
 
 # --------------------------------------------------------------------------------------------
-# Distribution math (spec 3.4); `twister_jax.distributions` is the shared home of these
+# Distribution math (spec 3.4) lives in `twister_jax.distributions`; these names stay for callers
 # --------------------------------------------------------------------------------------------
 
-def _unimix_probs(logits: jax.Array, unimix: float) -> jax.Array:
-    logits = logits.astype(jnp.float32)
-    return (1.0 - unimix) * jax.nn.softmax(logits, axis=-1) + unimix / logits.shape[-1]
-
-
-def onehot_st_sample(logits: jax.Array, gumbel: jax.Array, unimix: float) -> jax.Array:
-    """Straight-through sample ``onehot(argmax(log p + g)) + (p - sg(p))`` (spec 3.4)."""
-    p = _unimix_probs(logits, unimix)
-    idx = jnp.argmax(jnp.log(p) + gumbel, axis=-1)
-    hot = jax.nn.one_hot(idx, p.shape[-1], dtype=p.dtype)
-    return hot + (p - sg(p))
-
-
-def onehot_mode(logits: jax.Array, unimix: float, st_logprob: bool = True) -> jax.Array:
-    """Mode ``onehot(argmax p) + (log p - sg(log p))`` (or ``p - sg(p)`` when not `st_logprob`)."""
-    p = _unimix_probs(logits, unimix)
-    hot = jax.nn.one_hot(jnp.argmax(p, axis=-1), p.shape[-1], dtype=p.dtype)
-    t = jnp.log(p) if st_logprob else p
-    return hot + (t - sg(t))
+_unimix_probs = distributions.unimix_probs
+onehot_st_sample = distributions.onehot_sample   # (logits, gumbel, unimix) -> ST one-hot sample
+onehot_mode = distributions.onehot_mode          # (logits, unimix, st_logprob) -> ST one-hot mode
 
 
 def clip_action(action: jax.Array) -> jax.Array:
