@@ -23,7 +23,6 @@ def build_tssm(fx):
     return model
 
 
-
 def policy_sampler(fx):
     """``sample(feat (N, F), gumbel (N, A)) -> one-hot action`` of the fixture's discrete policy network."""
     from twister_jax.networks import heads
