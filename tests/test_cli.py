@@ -68,3 +68,20 @@ def test_incompatible_workdir_is_refused(tmp_path):
               "--config.model.hidden=64"], tmp_path)
     assert r.returncode != 0 and "model.hidden" in r.stderr, r.stderr
     assert sorted(os.listdir(workdir)) == ["config.json"]
+
+
+def test_dockerfile_installs_the_readme_extras():
+    """No Docker engine here (INTERFACES §8): the Dockerfile must run the README's install command."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    docker = (REPO / "Dockerfile").read_text()
+    pattern = r'pip install -e "\.\[([a-z,]+)\]"'
+    readme_extras = {m for m in re.findall(pattern, readme)}
+    docker_extras = set(re.findall(pattern, docker))
+    assert "all" in readme_extras and docker_extras == {"all"}
+    assert "jax[cuda12]" in docker and "MUJOCO_GL=egl" in docker and "libegl1" in docker
+    if "scripts/install_system_deps.sh" in readme:
+        assert "scripts/install_system_deps.sh" in docker
+    for line in ("docker build", "docker run"):
+        assert line in docker
