@@ -1,4 +1,5 @@
 """Unit tests of the relative-position attention and its masks (spec 3.6.4, 3.6.5)."""
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -141,3 +142,19 @@ def test_bfloat16_block_close_to_float32():
     out, (k16, _) = bf16(x, mask)
     assert out.dtype == jnp.float32 and k16.dtype == jnp.bfloat16
     assert float(jnp.max(jnp.abs(out - ref))) < 0.1
+
+
+class MaskVariantsTest(chex.TestCase):
+    """The mask builders are pure: same result under jit and without."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_episode_and_combined(self):
+        rng = np.random.default_rng(3)
+        q = (rng.random((3, 1)) < 0.5).astype(np.float32)
+        c = (rng.random((3, 8)) < 0.3).astype(np.float32)
+        valid = rng.random((3, 9)) < 0.8
+
+        def build(q, c, gate, valid):
+            return attention.combine_masks(attention.context_mask(1, 8, 8), attention.episode_mask(q, c), gate, valid)
+        got = np.asarray(self.variant(build)(q, c, jnp.asarray(True), valid))
+        np.testing.assert_array_equal(got, _brute_episode(q > 0, c > 0) & valid[:, None, None, :])

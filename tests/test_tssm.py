@@ -221,3 +221,21 @@ def test_start_states_match_world_model_loss_fixture():
             if name in arrs.files:
                 got = start.cache.k[b] if kind == "k" else start.cache.v[b]
                 np.testing.assert_array_equal(np.asarray(got), arrs[name])
+
+
+class WindowVariantsTest(chex.TestCase):
+    """Start-state flag/window construction is pure: same result under jit and without."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_window_flags_and_kv_windows(self):
+        f = np.zeros((2, 9), np.float32)
+        f[1, 4] = 1
+        ref = [np.asarray(x) for x in imagination.window_flags(f, 4, True)]
+        got = [np.asarray(x) for x in self.variant(lambda x: imagination.window_flags(x, 4, True))(f)]
+        for a, b in zip(ref, got):
+            np.testing.assert_array_equal(a, b)
+        kv = np.arange(2 * 9 * 3, dtype=np.float32).reshape(2, 9, 3) + 1
+        win = np.asarray(self.variant(lambda x: imagination.kv_windows(x, 4))(kv))
+        assert win.shape == (2, 9, 4, 3)
+        np.testing.assert_array_equal(win[:, 1, :2], 0.0)          # left padding
+        np.testing.assert_array_equal(win[:, 6], kv[:, 3:7])        # positions t-3 .. t
