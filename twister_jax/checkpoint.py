@@ -140,6 +140,12 @@ class Checkpointer:
         self.workdir = pathlib.Path(workdir)
         self.directory = self.workdir / "checkpoints"
         self.replay_dir = self.workdir / "replay"
+        # Multi-host: each process has its own envs and replay (INTERFACES §5); Orbax writes the JSON
+        # item from process 0 only, so the other processes keep their host blob in a file of their own.
+        self.multiprocess = jax.process_count() > 1
+        if self.multiprocess:
+            self.replay_dir = self.workdir / "replay" / f"process_{jax.process_index()}"
+            self.host_dir = self.workdir / "host_state" / f"process_{jax.process_index()}"
         self.config = config
         options = ocp.CheckpointManagerOptions(
             max_to_keep=None if read_only else int(config.checkpoint_keep),
@@ -168,6 +174,11 @@ class Checkpointer:
             self.replay_dir.mkdir(parents=True, exist_ok=True)
             replay.save(str(self.replay_dir), step)
         blob = base64.b64encode(pickle.dumps(host, protocol=pickle.HIGHEST_PROTOCOL)).decode("ascii")
+        if self.multiprocess:
+            self.host_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.host_dir / f".{step}.tmp"
+            tmp.write_text(blob)
+            os.replace(tmp, self.host_dir / f"{step}.b64")
         host_item = {"step": step, "config": config_to_dict(self.config), "meta": meta or {},
                      "blob": blob, "time": time.time()}
         self.manager.save(step, args=ocp.args.Composite(
@@ -231,7 +242,10 @@ class Checkpointer:
                 if abstract_act is not None and "act" in items:
                     want["act"] = ocp.args.StandardRestore(abstract_act)
                 out = self.manager.restore(step, args=ocp.args.Composite(**want)) if want else {}
-                host = pickle.loads(base64.b64decode(meta["blob"])) if "host" in items else {}
+                blob = meta["blob"]
+                if self.multiprocess and "host" in items:
+                    blob = (self.host_dir / f"{step}.b64").read_text()
+                host = pickle.loads(base64.b64decode(blob)) if "host" in items else {}
                 if replay is not None:
                     replay.restore(str(self.replay_dir), step)
             except Exception as exc:  # noqa: BLE001
