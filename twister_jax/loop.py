@@ -275,7 +275,7 @@ class Outputs:
         self.metrics_w = writers.JsonlWriter(workdir / "metrics.jsonl", resume_step=resume_step)
         self.scores_w = writers.JsonlWriter(workdir / "scores.jsonl", resume_step=resume_step)
         try:
-            self.tb = writers.TensorBoardWriter(workdir / "tb", resume_step=resume_step or None)
+            self.tb = writers.TensorBoardWriter(workdir / "tb", resume_step=resume_step)
         except Exception as exc:  # noqa: BLE001 - TensorBoard is optional
             log.warning("TensorBoard writer unavailable: %s", exc)
 
