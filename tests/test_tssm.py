@@ -239,3 +239,13 @@ class WindowVariantsTest(chex.TestCase):
         assert win.shape == (2, 9, 4, 3)
         np.testing.assert_array_equal(win[:, 1, :2], 0.0)          # left padding
         np.testing.assert_array_equal(win[:, 6], kv[:, 3:7])        # positions t-3 .. t
+
+
+def test_invalidate_hides_every_slot():
+    model = _model()
+    cache = model.empty_cache(2).replace(valid=jnp.ones((2, W), bool), flags=jnp.ones((2, W)))
+    cache = cache.invalidate(jnp.array([True, False]))
+    np.testing.assert_array_equal(np.asarray(cache.valid), [[False] * W, [True] * W])
+    out = jax.jit(lambda c: model.step(jnp.zeros((2, S, C)), jnp.zeros((2, A)), c, jnp.zeros(2)))(cache)
+    np.testing.assert_array_equal(np.asarray(out["mask"][0, 0]), [False] * W + [True])
+    np.testing.assert_array_equal(np.asarray(out["cache"].valid[0]), [False] * (W - 1) + [True])

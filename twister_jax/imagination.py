@@ -90,7 +90,9 @@ def start_states(post_stoch: jax.Array, deter: jax.Array, post_logits: jax.Array
       flag_shift: ``quirks.imagination_flag_shift`` (see `window_flags`).
 
     Returns:
-      `StartState` with row ``b*T + t``, everything stop-gradiented.
+      `StartState` with row ``b*T + t``, everything stop-gradiented. The cache's validity mask
+      marks the zero left-padding (positions < 0); with `flag_shift` the original's leading flag
+      hides that padding too, so the masks equal the original's either way.
     """
     b, t = is_first.shape
     n = b * t

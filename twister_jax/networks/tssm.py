@@ -93,6 +93,11 @@ class KVCache:
         return cls(k=(z,) * blocks, v=(z,) * blocks, flags=jnp.zeros((n, slots), jnp.float32),
                    valid=jnp.zeros((n, slots), bool))
 
+    def invalidate(self, where: jax.Array) -> "KVCache":
+        """Marks every slot of the rows ``where (N,)`` unfilled (e.g. a new evaluation episode)."""
+        keep = jnp.logical_not(jnp.asarray(where, bool))[:, None]
+        return self.replace(valid=self.valid & keep, flags=jnp.where(keep, self.flags, 0.0))
+
 
 # --------------------------------------------------------------------------------------------
 # TSSM
