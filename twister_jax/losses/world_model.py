@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from twister_jax import distributions as dist
 from twister_jax import imagination
 from twister_jax.networks import tssm as tssm_lib
 
@@ -106,20 +107,15 @@ def draw_noise(key: jax.Array, batch_size: int, seq_len: int, stoch: int, discre
 
 # ------------------------------------------------------------------------------ distributions --
 
-def _unimix(logits: jax.Array, unimix: float):
-    p = tssm_lib._unimix_probs(logits, unimix)
-    return p, jnp.log(p)
-
-
 def categorical_kl(post_logits, prior_logits, unimix: float, *, stop_post=False, stop_prior=False):
-    """``KL(q || p)`` of the unimix categoricals, summed over the S variables (spec 3.4): ``(...)``."""
-    q, logq = _unimix(post_logits, unimix)
-    p, logp = _unimix(prior_logits, unimix)
-    if stop_post:
-        q, logq = sg(q), sg(logq)
-    if stop_prior:
-        logp = sg(logp)
-    return jnp.sum(q * (logq - logp), axis=(-2, -1))
+    """``KL(q || p)`` of the unimix categoricals, summed over the S variables (spec 3.4): ``(...)``.
+
+    `stop_post` gives the dynamics term ``KL(sg(q) || p)``, `stop_prior` the representation term
+    ``KL(q || sg(p))`` (spec 3.8): the stop acts on the logits only.
+    """
+    q = sg(post_logits) if stop_post else post_logits
+    p = sg(prior_logits) if stop_prior else prior_logits
+    return dist.onehot_kl(q, p, unimix)
 
 
 # -------------------------------------------------------------------------------------- loss --
@@ -170,7 +166,7 @@ def world_model_loss(wm, batch: dict, noise: dict, cfg: Any, *, deterministic: b
     # 1. posterior of the frames (spec 3.3, 3.4)
     x = preprocess(image)
     post_logits = wm.encode(x)                                                      # (B, T, S, C)
-    post_stoch = tssm_lib.onehot_st_sample(post_logits, noise["gumbel_post"], unimix)
+    post_stoch = dist.onehot_sample(post_logits, noise["gumbel_post"], unimix)
 
     # 2. teacher-forced TSSM (spec 3.6.7)
     obs = wm.tssm.observe(post_stoch, action, is_first, noise["gumbel_prior"], key=dropout_key,
@@ -184,15 +180,13 @@ def world_model_loss(wm, batch: dict, noise: dict, cfg: Any, *, deterministic: b
     reward_logits = wm.reward_logits(feat)                                          # (B, T, bins)
     continue_logits = wm.continue_logits(feat)                                      # (B, T, 1)
     loss_reward = -jnp.mean(wm.reward_log_prob(reward_logits, reward))
-    cont = 1.0 - done
-    xl = continue_logits[..., 0]
-    loss_discount = -jnp.mean(-jax.nn.softplus(-xl) * cont - jax.nn.softplus(xl) * (1.0 - cont))
+    loss_discount = -jnp.mean(dist.bernoulli_log_prob(continue_logits, (1.0 - done)[..., None]))
 
     # 4. KL with free nats (spec 3.8, 10.21): dyn stops the posterior, rep stops the prior
     kl_dyn = categorical_kl(post_logits, prior_logits, unimix, stop_post=True)
     kl_rep = categorical_kl(post_logits, prior_logits, unimix, stop_prior=True)
-    loss_kl_prior = jnp.mean(jnp.maximum(kl_dyn, cfg.free_nats))
-    loss_kl_post = jnp.mean(jnp.maximum(kl_rep, cfg.free_nats))
+    loss_kl_prior = jnp.mean(dist.kl_free_nats(kl_dyn, cfg.free_nats))
+    loss_kl_post = jnp.mean(dist.kl_free_nats(kl_rep, cfg.free_nats))
 
     # 5. AC-CPC (spec 4)
     if "aug_image" in noise:
@@ -202,7 +196,7 @@ def world_model_loss(wm, batch: dict, noise: dict, cfg: Any, *, deterministic: b
         flat = x.reshape((b * t,) + x.shape[2:])
         x_aug = ac_cpc.random_resized_crop(flat, noise["crop_boxes"]).reshape(x.shape)
     aug_logits = wm.encode(x_aug)
-    aug_stoch = tssm_lib.onehot_st_sample(aug_logits, noise["gumbel_aug_post"], unimix)
+    aug_stoch = dist.onehot_sample(aug_logits, noise["gumbel_aug_post"], unimix)
     acts_obs = jnp.where((is_first > 0).at[:, 0].set(True)[..., None], 0.0, tssm_lib.clip_action(action))
     prior_feat = tssm_lib.features(prior_stoch, deter)
     con_losses, con_accs = wm.contrastive_losses(prior_feat, aug_stoch, acts_obs)
@@ -223,12 +217,10 @@ def world_model_loss(wm, batch: dict, noise: dict, cfg: Any, *, deterministic: b
         total = total + jnp.float32(weights[name]) * losses[name].astype(jnp.float32)
 
     # 7. metrics and imagination starts (spec 5.1)
-    q, logq = _unimix(post_logits, unimix)
-    p, logp = _unimix(prior_logits, unimix)
     metrics = {"acc_con": con_accs[0], **{f"acc_con_{k}": con_accs[k] for k in range(1, steps)},
                "kl": jnp.mean(sg(kl_rep)),
-               "post_entropy": sg(jnp.mean(-jnp.sum(q * logq, axis=(-2, -1)))),
-               "prior_entropy": sg(jnp.mean(-jnp.sum(p * logp, axis=(-2, -1))))}
+               "post_entropy": sg(jnp.mean(dist.onehot_entropy(post_logits, unimix, event_dims=2))),
+               "prior_entropy": sg(jnp.mean(dist.onehot_entropy(prior_logits, unimix, event_dims=2)))}
     start = imagination.start_states(post_stoch, deter, post_logits, obs["kv"], is_first,
                                      slots=wm.tssm.context, flag_shift=cfg.imagination_flag_shift)
     aux = {"losses": losses, "weights": weights, "metrics": metrics, "start": start,

@@ -17,11 +17,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from twister_jax import port
+from twister_jax import distributions, port
 from twister_jax.networks import tssm as tssm_lib
 from twister_jax.networks import conv as conv_lib
-from twister_jax.networks import attention
-from twister_jax.networks import transformer as tr_lib
+from twister_jax.networks import layers
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 sg = jax.lax.stop_gradient
@@ -31,29 +30,8 @@ sg = jax.lax.stop_gradient
 # Parts (spec 3.2-3.5, 3.7, 4.3)
 # ------------------------------------------------------------------------------------------------
 
-def _dreamer_normal(fan_in: int, fan_out: int):
-    std = 1.1368 * (2.0 / (fan_in + fan_out)) ** 0.5
-
-    def init(key, shape, dtype=jnp.float32):
-        return std * jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype)
-    return init
-
-
-def _xavier(fan_in: int, fan_out: int):
-    bound = (6.0 / (fan_in + fan_out)) ** 0.5
-
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-    return init
-
-
 def _ln(features, eps, param_dtype, rngs):
-    return tr_lib.layer_norm(features, eps, param_dtype=param_dtype, rngs=rngs)
-
-
-def _ln_map(ours: tuple, theirs: str):
-    return {f"{theirs}.weight": (ours + ("scale",), port.identity),
-            f"{theirs}.bias": (ours + ("bias",), port.identity)}
+    return layers.layer_norm(features, eps, param_dtype=param_dtype, rngs=rngs)
 
 
 def _conv_t_kernel(w):
@@ -73,21 +51,19 @@ class Encoder(nnx.Module):
         self.kernels = nnx.List()
         self.norms = nnx.List()
         for i in range(4):
-            fi, fo = 16 * chans[i], 16 * chans[i + 1]
-            self.kernels.append(nnx.Param(_dreamer_normal(fi, fo)(rngs.params(), (4, 4, chans[i], chans[i + 1]),
-                                                                  param_dtype)))
+            self.kernels.append(nnx.Param(layers.dreamerv3_normal(rngs.params(), (4, 4, chans[i], chans[i + 1]), param_dtype)))
             self.norms.append(_ln(chans[i + 1], ln_eps, param_dtype, rngs))
         h, w = image_size[0] // 16, image_size[1] // 16
         flat = chans[-1] * h * w
         out = stoch * discrete
-        self.repr = nnx.Linear(flat, out, kernel_init=_xavier(flat, out), bias_init=jax.nn.initializers.zeros,
+        self.repr = nnx.Linear(flat, out, kernel_init=layers.xavier_uniform, bias_init=jax.nn.initializers.zeros,
                                dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
     def torch_map(self):
         m = {}
         for i in range(4):
             m[f"cnn.layers.{i}.0.weight"] = (("kernels", i), conv_lib.torch_conv_kernel)
-            m.update(_ln_map(("norms", i), f"cnn.layers.{i}.1"))
+            m.update(layers.ln_torch_map(("norms", i), f"cnn.layers.{i}.1"))
         m["representation_network.weight"] = (("repr", "kernel"), port.linear_kernel)
         m["representation_network.bias"] = (("repr", "bias"), port.identity)
         return m
@@ -114,13 +90,12 @@ class Decoder(nnx.Module):
         chans = [dim_cnn * 8, dim_cnn * 4, dim_cnn * 2, dim_cnn, 3]
         self.h0, self.w0 = image_size[0] // 16, image_size[1] // 16
         flat = chans[0] * self.h0 * self.w0
-        self.proj = nnx.Linear(latent, flat, kernel_init=_xavier(latent, flat), bias_init=jax.nn.initializers.zeros,
+        self.proj = nnx.Linear(latent, flat, kernel_init=layers.xavier_uniform, bias_init=jax.nn.initializers.zeros,
                                dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.kernels = nnx.List()
         self.norms = nnx.List()
         for i in range(4):
-            fi, fo = 16 * chans[i], 16 * chans[i + 1]
-            init = _dreamer_normal(fi, fo) if i < 3 else _xavier(fi, fo)
+            init = layers.dreamerv3_normal if i < 3 else layers.xavier_uniform
             self.kernels.append(nnx.Param(init(rngs.params(), (4, 4, chans[i], chans[i + 1]), param_dtype)))
             if i < 3:
                 self.norms.append(_ln(chans[i + 1], ln_eps, param_dtype, rngs))
@@ -132,7 +107,7 @@ class Decoder(nnx.Module):
         for i in range(4):
             m[f"cnn.layers.{i}.0.weight"] = (("kernels", i), _conv_t_kernel)
             if i < 3:
-                m.update(_ln_map(("norms", i), f"cnn.layers.{i}.1"))
+                m.update(layers.ln_torch_map(("norms", i), f"cnn.layers.{i}.1"))
         m["cnn.layers.3.0.bias"] = (("out_bias",), port.identity)
         return m
 
@@ -153,43 +128,28 @@ class MLPHead(nnx.Module):
     Torch names: ``mlp.layers.{i}.0.weight``, ``mlp.layers.{i}.1.{weight,bias}``, ``linear_proj.{weight,bias}``.
     """
 
-    def __init__(self, fin, fout, hidden, layers, *, ln_eps, out_init, dtype, param_dtype, rngs):
-        self.dtype = dtype
-        self.dense = nnx.List()
-        self.norms = nnx.List()
-        d = fin
-        for _ in range(layers):
-            self.dense.append(nnx.Linear(d, hidden, use_bias=False, kernel_init=_dreamer_normal(d, hidden),
-                                         dtype=dtype, param_dtype=param_dtype, rngs=rngs))
-            self.norms.append(_ln(hidden, ln_eps, param_dtype, rngs))
-            d = hidden
-        kinit = jax.nn.initializers.zeros if out_init == "zeros" else _xavier(d, fout)
-        self.out = nnx.Linear(d, fout, kernel_init=kinit, bias_init=jax.nn.initializers.zeros, dtype=dtype,
-                              param_dtype=param_dtype, rngs=rngs)
+    def __init__(self, fin, fout, hidden, num_layers, *, ln_eps, out_init, dtype, param_dtype, rngs):
+        self.mlp = layers.MLP(fin, hidden, num_layers, eps=ln_eps, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        kinit = layers.zeros if out_init == "zeros" else layers.xavier_uniform
+        self.linear_proj = layers.Linear(hidden, fout, kernel_init=kinit, bias_init=layers.zeros, dtype=dtype,
+                                         param_dtype=param_dtype, rngs=rngs)
 
     def torch_map(self):
-        m = {}
-        for i in range(len(self.dense)):
-            m[f"mlp.layers.{i}.0.weight"] = (("dense", i, "kernel"), port.linear_kernel)
-            m.update(_ln_map(("norms", i), f"mlp.layers.{i}.1"))
-        m["linear_proj.weight"] = (("out", "kernel"), port.linear_kernel)
-        m["linear_proj.bias"] = (("out", "bias"), port.identity)
+        m = port.nest(self.mlp.torch_map(), "mlp", ("mlp",))
+        m.update(port.nest(self.linear_proj.torch_map(), "linear_proj", ("linear_proj",)))
         return m
 
     def __call__(self, x):
-        h = x.astype(self.dtype)
-        for dense, norm in zip(self.dense, self.norms):
-            h = jax.nn.silu(norm(dense(h).astype(jnp.float32))).astype(self.dtype)
-        return self.out(h).astype(jnp.float32)
+        return self.linear_proj(self.mlp(x)).astype(jnp.float32)
 
 
 class _ELUMLP(nnx.Module):
-    def __init__(self, fin, hidden, layers, *, dtype, param_dtype, rngs):
+    def __init__(self, fin, hidden, num_layers, *, dtype, param_dtype, rngs):
         self.dtype = dtype
         self.layers = nnx.List()
         d = fin
-        for _ in range(layers):
-            init = attention.torch_default_init(d)
+        for _ in range(num_layers):
+            init = layers.torch_default_uniform(d)
             self.layers.append(nnx.Linear(d, hidden, kernel_init=init, bias_init=init, dtype=dtype,
                                           param_dtype=param_dtype, rngs=rngs))
             d = hidden
@@ -211,10 +171,10 @@ class _ELUMLP(nnx.Module):
 class ContrastivePair(nnx.Module):
     """Anchor MLP ``mlp_feats`` and target MLP ``mlp_embed``, Linear+ELU each layer (spec 4.3)."""
 
-    def __init__(self, feat, embed, hidden, layers, *, dtype, param_dtype, rngs):
+    def __init__(self, feat, embed, hidden, num_layers, *, dtype, param_dtype, rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.mlp_feats = _ELUMLP(feat, hidden, layers, **kw)
-        self.mlp_embed = _ELUMLP(embed, hidden, layers, **kw)
+        self.mlp_feats = _ELUMLP(feat, hidden, num_layers, **kw)
+        self.mlp_embed = _ELUMLP(embed, hidden, num_layers, **kw)
 
     def torch_map(self):
         m = port.nest(self.mlp_feats.torch_map(), "mlp_feats", ("mlp_feats",))
@@ -226,41 +186,6 @@ class ContrastivePair(nnx.Module):
 
     def target(self, x):
         return self.mlp_embed(x)
-
-
-def symlog(x):
-    return jnp.sign(x) * jnp.log1p(jnp.abs(x))
-
-
-def symexp(x):
-    return jnp.sign(x) * jnp.expm1(jnp.abs(x))
-
-
-def _bins(n, r):
-    return jnp.linspace(-r, r, n, dtype=jnp.float32)
-
-
-def twohot_log_prob(logits, value, bins_range):
-    """``sum_i twohot(symlog(value))_i log_softmax(logits)_i`` (spec 3.7): ``(...)``."""
-    logits = logits.astype(jnp.float32)
-    n = logits.shape[-1]
-    bins = _bins(n, bins_range)
-    s = symlog(value.astype(jnp.float32))[..., None]
-    below = jnp.clip(jnp.sum((bins <= s).astype(jnp.int32), -1) - 1, 0, n - 1)
-    above = jnp.clip(n - jnp.sum((bins > s).astype(jnp.int32), -1), 0, n - 1)
-    equal = below == above
-    s = s[..., 0]
-    d_below = jnp.where(equal, 1.0, jnp.abs(bins[below] - s))
-    d_above = jnp.where(equal, 1.0, jnp.abs(bins[above] - s))
-    total = d_below + d_above
-    target = (jax.nn.one_hot(below, n) * (d_above / total)[..., None]
-              + jax.nn.one_hot(above, n) * (d_below / total)[..., None])
-    return jnp.sum(sg(target) * jax.nn.log_softmax(logits, -1), -1)
-
-
-def twohot_mean(logits, bins_range):
-    logits = logits.astype(jnp.float32)
-    return symexp(jnp.sum(jax.nn.softmax(logits, -1) * _bins(logits.shape[-1], bins_range), -1))
 
 
 def info_nce(x, y):
@@ -365,11 +290,11 @@ class WorldModel(nnx.Module):
 
     def reward_log_prob(self, logits: jax.Array, value: jax.Array) -> jax.Array:
         """Two-hot symlog log-probability of raw-unit ``value (...)`` under ``logits (..., bins)``."""
-        return twohot_log_prob(logits, value, self.bins_range)
+        return distributions.twohot_log_prob(logits, value, self.bins_range)
 
     def reward_mean(self, logits: jax.Array) -> jax.Array:
         """Mean (= mode) of the two-hot symlog distribution, raw units ``(...)``."""
-        return twohot_mean(logits, self.bins_range)
+        return distributions.twohot_mean(logits, self.bins_range)[..., 0]
 
     def contrastive_losses(self, prior_feat: jax.Array, aug_stoch: jax.Array, actions: jax.Array):
         """AC-CPC losses and accuracies for every step k (spec 4.2-4.4).
