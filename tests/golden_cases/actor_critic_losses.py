@@ -6,7 +6,6 @@ same computation.
 """
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from golden_cases._tssm_common import build_tssm
