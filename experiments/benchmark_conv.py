@@ -8,7 +8,7 @@ the model). ``encoder`` / ``decoder`` rows chain the four layers with SiLU after
 differentiate w.r.t. the input and all four kernels. Times are the minimum over
 ``--reps`` calls (the median is printed too: other processes share the CPU).
 
-    python experiments/benchmark_conv.py                       # full size, float32, both impls
+    python experiments/benchmark_conv.py                       # full size, float32, all impls
     python experiments/benchmark_conv.py --batch 64 --reps 5   # quick look
     python experiments/benchmark_conv.py --dtype bfloat16 --only decoder
 """
@@ -61,7 +61,7 @@ def main():
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--impls", default="xla,matmul")
+    parser.add_argument("--impls", default="xla,matmul,hybrid")
     parser.add_argument("--only", default="layers,encoder,decoder",
                         help="comma list of: layers, encoder, decoder")
     args = parser.parse_args()
@@ -109,9 +109,9 @@ def main():
             t = report(name, impl, fwd, grad, x, k)
             if stack:
                 totals[(name, impl)] = t
-    for name in {k[0] for k in totals}:
-        if (name, "xla") in totals and (name, "matmul") in totals:
-            print(f"{name}: fwd+bwd xla / matmul = {totals[(name, 'xla')] / totals[(name, 'matmul')]:.2f}x")
+    for name, impl in totals:
+        if impl != "xla" and (name, "xla") in totals:
+            print(f"{name}: fwd+bwd xla / {impl} = {totals[(name, 'xla')] / totals[(name, impl)]:.2f}x")
     print(f"load average after {os.getloadavg()[0]:.2f}")
 
 

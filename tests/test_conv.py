@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from twister_jax.networks import conv
 
-IMPLS = ("xla", "matmul")
+IMPLS = conv.IMPLS
 # (N, H, W, Cin, Cout): batch sizes 1-3, channel counts including the encoder's 3 inputs and decoder's 3 outputs.
 SHAPES = [(1, 4, 4, 3, 2), (2, 8, 8, 3, 5), (3, 4, 6, 7, 1)]
 
@@ -100,8 +100,9 @@ def test_impls_agree_with_each_other(op):
     loss = lambda a, b, impl: jnp.sum(fn(a, b, impl=impl) * cj)
     both = jax.jit(lambda a, b, impl: (fn(a, b, impl=impl), *jax.grad(loss, (0, 1))(a, b, impl)), static_argnums=2)
     outs = {impl: both(xj, kj, impl) for impl in IMPLS}
-    for a, b in zip(outs["xla"], outs["matmul"]):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
+    for impl in IMPLS[1:]:
+        for a, b in zip(outs["xla"], outs[impl]):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("impl", IMPLS)

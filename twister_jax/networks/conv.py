@@ -17,10 +17,15 @@ Layouts (both ops): activations NHWC, kernels HWIO ``(kh, kw, Cin, Cout)``, no b
 Implementations (``impl=``):
 
 * ``"xla"``: `lax.conv_general_dilated`. Best on GPU/TPU.
-* ``"matmul"``: patches (im2col by strided slices) + one matmul, with a hand-written `jax.custom_vjp`.
-  XLA on CPU computes convolution kernel gradients very slowly (STYLE.md section 3); this is the fast
-  CPU path.
-* ``"auto"``: ``"matmul"`` when ``jax.default_backend() == "cpu"``, else ``"xla"``.
+* ``"matmul"``: patches (im2col from shifted slices of the space-to-depth image) + one matmul, with a
+  hand-written `jax.custom_vjp` (input and kernel gradients also patches / overlap-add + one matmul each).
+  XLA on CPU computes convolution kernel gradients very slowly (STYLE.md section 3).
+* ``"hybrid"``: XLA for the forward op and for the input gradient (the adjoint conv), patches + one matmul
+  only for the kernel gradient (`jax.custom_vjp`). On CPU its forward is as fast as ``"xla"`` (2-3x faster
+  than ``"matmul"``, whose patch extraction / overlap-add costs memory traffic) and its forward+backward
+  about as fast as ``"matmul"`` or faster (experiments/benchmark_conv.py).
+* ``"auto"``: ``"hybrid"`` when ``jax.default_backend() == "cpu"``, else ``"xla"``.
+  `lax.conv_general_dilated_patches` was measured as a patch extractor and was not faster than slicing.
 
 Dtypes: the computation runs in the dtype of ``x`` (the compute dtype, e.g. bfloat16); the kernel is cast
 to it. Products are accumulated in float32 (``preferred_element_type``) and the result is cast back to
@@ -59,11 +64,14 @@ def _check(x, kernel, stride, padding):
         raise ValueError(f"expected x (N, H, W, Cin) and kernel (4, 4, Cin, Cout); got {x.shape}, {kernel.shape}")
 
 
+IMPLS = ("xla", "matmul", "hybrid")
+
+
 def _resolve(impl: str) -> str:
     if impl == "auto":
-        return "matmul" if jax.default_backend() == "cpu" else "xla"
-    if impl not in ("xla", "matmul"):
-        raise ValueError(f"unknown conv impl {impl!r}; allowed: 'xla', 'matmul', 'auto'")
+        return "hybrid" if jax.default_backend() == "cpu" else "xla"
+    if impl not in IMPLS:
+        raise ValueError(f"unknown conv impl {impl!r}; allowed: 'xla', 'matmul', 'hybrid', 'auto'")
     return impl
 
 
@@ -94,15 +102,13 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: int = 2, padding: int = 1
       x: ``(N, H, W, Cin)``, H and W even; its dtype is the compute dtype.
       kernel: ``(4, 4, Cin, Cout)`` (see `torch_conv_kernel`); cast to ``x.dtype``.
       stride, padding: must be 2 and 1.
-      impl: ``"xla"``, ``"matmul"`` or ``"auto"`` (module docstring).
+      impl: ``"xla"``, ``"matmul"``, ``"hybrid"`` or ``"auto"`` (module docstring).
 
     Returns:
       ``(N, H/2, W/2, Cout)`` in ``x.dtype``.
     """
     _check(x, kernel, stride, padding)
-    if _resolve(impl) == "matmul":
-        return _conv_matmul(x, kernel)
-    return _conv_xla(x, kernel)
+    return {"xla": _conv_xla, "matmul": _conv_matmul, "hybrid": _conv_hybrid}[_resolve(impl)](x, kernel)
 
 
 def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: int = 2, padding: int = 1,
@@ -114,15 +120,14 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: int = 2, paddin
       kernel: ``(4, 4, Cin, Cout)`` = torch weight ``.transpose(2, 3, 0, 1)`` (`torch_conv_transpose_kernel`,
         not flipped); cast to ``x.dtype``.
       stride, padding: must be 2 and 1.
-      impl: ``"xla"``, ``"matmul"`` or ``"auto"`` (module docstring).
+      impl: ``"xla"``, ``"matmul"``, ``"hybrid"`` or ``"auto"`` (module docstring).
 
     Returns:
       ``(N, 2H, 2W, Cout)`` in ``x.dtype``.
     """
     _check(x, kernel, stride, padding)
-    if _resolve(impl) == "matmul":
-        return _conv_transpose_matmul(x, kernel)
-    return _conv_transpose_xla(x, kernel)
+    impls = {"xla": _conv_transpose_xla, "matmul": _conv_transpose_matmul, "hybrid": _conv_transpose_hybrid}
+    return impls[_resolve(impl)](x, kernel)
 
 
 
@@ -226,3 +231,52 @@ def _conv_transpose_matmul_bwd(res, dy):
 
 
 _conv_transpose_matmul.defvjp(_conv_transpose_matmul_fwd, _conv_transpose_matmul_bwd)
+
+
+# -------------------------------------------------------------------------------------- hybrid --
+#
+# Of the three convolutions in a conv layer's forward + backward pass, XLA on CPU is fast at the two
+# "forward-style" ones (y, and dx, the adjoint op: conv2d <-> conv_transpose2d with the kernel's in/out axes
+# swapped) and very slow at the kernel gradient. "hybrid" keeps XLA for those two and computes only the
+# kernel gradient as patches + one matmul (same formulas as "matmul").
+
+
+@jax.custom_vjp
+def _conv_hybrid(x, k):
+    return _conv_xla(x, k)
+
+
+def _conv_hybrid_fwd(x, k):
+    return _conv_xla(x, k), (x, k)
+
+
+def _conv_hybrid_bwd(res, dy):
+    x, k = res
+    dy = dy.astype(x.dtype)
+    dx = _conv_transpose_xla(dy, k.transpose(0, 1, 3, 2))
+    dk = _dot(_im2col(x), dy, ((0, 1, 2), (0, 1, 2))).reshape(k.shape).astype(k.dtype)
+    return dx, dk
+
+
+_conv_hybrid.defvjp(_conv_hybrid_fwd, _conv_hybrid_bwd)
+
+
+@jax.custom_vjp
+def _conv_transpose_hybrid(x, k):
+    return _conv_transpose_xla(x, k)
+
+
+def _conv_transpose_hybrid_fwd(x, k):
+    return _conv_transpose_xla(x, k), (x, k)
+
+
+def _conv_transpose_hybrid_bwd(res, dy):
+    x, k = res
+    dy = dy.astype(x.dtype)
+    dx = _conv_xla(dy, k.transpose(0, 1, 3, 2))
+    dk = _dot(x, _im2col(dy), ((0, 1, 2), (0, 1, 2)))                     # (Cin, 16 Cout)
+    kh, kw, ci, co = k.shape
+    return dx, dk.reshape(ci, kh, kw, co).transpose(1, 2, 0, 3).astype(k.dtype)
+
+
+_conv_transpose_hybrid.defvjp(_conv_transpose_hybrid_fwd, _conv_transpose_hybrid_bwd)
