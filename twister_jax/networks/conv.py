@@ -1,4 +1,4 @@
-"""4x4 stride-2 convolutions of the encoder and decoder (spec 3.3, 3.5), in two implementations.
+"""4x4 stride-2 convolutions of the encoder and decoder (spec 3.3, 3.5), in three implementations.
 
 Layouts (both ops): activations NHWC, kernels HWIO ``(kh, kw, Cin, Cout)``, no bias.
 
@@ -16,7 +16,8 @@ Layouts (both ops): activations NHWC, kernels HWIO ``(kh, kw, Cin, Cout)``, no b
 
 Implementations (``impl=``):
 
-* ``"xla"``: `lax.conv_general_dilated`. Best on GPU/TPU.
+* ``"xla"``: `lax.conv_general_dilated` for the op; gradients by JAX autodiff. The choice for GPU/TPU
+  (cuDNN / TPU convolutions; not benchmarked here, no accelerator was available).
 * ``"matmul"``: patches (im2col from shifted slices of the space-to-depth image) + one matmul, with a
   hand-written `jax.custom_vjp` (input and kernel gradients also patches / overlap-add + one matmul each).
   XLA on CPU computes convolution kernel gradients very slowly (STYLE.md section 3).
