@@ -165,7 +165,7 @@ def world_model_loss(wm, batch: dict, noise: dict, cfg: Any, *, deterministic: b
 
     # 1. posterior of the frames (spec 3.3, 3.4)
     x = preprocess(image)
-    post_logits = wm.encode(x)                                                      # (B, T, S, C)
+    post_logits = wm.encode(x)                                                     # (B, T, S, C)
     post_stoch = dist.onehot_sample(post_logits, noise["gumbel_post"], unimix)
 
     # 2. teacher-forced TSSM (spec 3.6.7)
