@@ -106,7 +106,7 @@ def test_start_states_shapes_and_stop_gradient(config, f32_run):
         s = aux["start"]
         return jnp.sum(s.deter) + jnp.sum(s.stoch) + sum(jnp.sum(k) for k in s.cache.k)
 
-    grads = jax.grad(start_only)(params)
+    grads = jax.jit(jax.grad(start_only))(params)
     assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree_util.tree_leaves(grads))
 
 
@@ -122,14 +122,13 @@ def test_jit_static_shapes_and_dropout(config, f32_run):
 
 
 def test_bfloat16_close_to_float32(config, f32_run):
-    wm32 = WorldModel.from_config(config, nnx.Rngs(0))
+    # same parameters (float32 storage) and the same dropout key: only the compute dtype differs
     wm16 = WorldModel.from_config(config, nnx.Rngs(0), dtype=jnp.bfloat16)
-    cfg = wml.LossConfig.from_config(config)
-    outs = []
-    for wm in (wm32, wm16):
-        f, params, _ = _loss_fn(wm, cfg, deterministic=True)
-        outs.append(f(params, f32_run["batch"], f32_run["noise"], None))
-    (t32, a32), (t16, a16) = outs
+    f, params, _ = _loss_fn(wm16, wml.LossConfig.from_config(config), deterministic=False)
+    for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(f32_run["params"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    t16, a16 = f(params, f32_run["batch"], f32_run["noise"], jax.random.key(3))
+    t32, a32 = f32_run["out"]
     assert np.isfinite(float(t16))
     np.testing.assert_allclose(float(t16), float(t32), rtol=0.05)
     for name in ("model_image", "model_reward", "model_discount", "kl_prior", "model_contrastive_0"):
@@ -166,11 +165,11 @@ def test_torch_map_round_trip_and_errors(config):
     bad = dict(sd)
     del bad["rssm.weight_init"]
     bad["reward_network.extra.weight"] = np.zeros(3, np.float32)
-    bad["decoder_network.proj.bias"] = np.zeros(7, np.float32)
+    bad["rssm.dynamics_predictor.bias"] = np.zeros(7, np.float32)
     with pytest.raises(port.ParameterImportError) as err:
         port.load_torch_params(other, bad)
     msg = str(err.value)
-    assert "rssm.weight_init" in msg and "reward_network.extra.weight" in msg and "decoder_network.proj.bias" in msg
+    assert "rssm.weight_init" in msg and "reward_network.extra.weight" in msg and "rssm.dynamics_predictor.bias" in msg
 
 
 def _torch_shape(our_shape, conv):
@@ -178,7 +177,11 @@ def _torch_shape(our_shape, conv):
     import itertools
     for perm in itertools.permutations(range(len(our_shape))):
         shape = tuple(our_shape[i] for i in perm)
-        if np.shape(conv(np.zeros(shape))) == tuple(our_shape):
+        try:
+            converted = conv(np.zeros(shape))
+        except ValueError:
+            continue
+        if np.shape(converted) == tuple(our_shape):
             probe = np.arange(int(np.prod(shape))).reshape(shape)
             if sorted(np.asarray(conv(probe)).reshape(-1).tolist()) == list(range(probe.size)):
                 return shape
