@@ -40,7 +40,8 @@ from twister_jax.distributions import onehot_sample, twohot_log_prob, twohot_mea
 from twister_jax.losses import actor_critic as ac_lib
 from twister_jax.losses import world_model as wm_loss
 from twister_jax.networks import tssm as tssm_lib
-from twister_jax.networks.world_model import MLPHead, WorldModel
+from twister_jax.networks import heads
+from twister_jax.networks.world_model import WorldModel
 from twister_jax.policy_dist import PolicyDist
 
 sg = jax.lax.stop_gradient
@@ -106,10 +107,8 @@ def build_networks(config, key: jax.Array):
     rngs = nnx.Rngs(params=key)
     dtype = _dtype(config)
     wm = WorldModel.from_config(config, rngs)
-    feat = m.stoch * m.discrete + m.hidden
-    kw = dict(ln_eps=m.ln_eps, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
-    policy = MLPHead(feat, dist.raw_size, m.mlp_hidden, m.mlp_layers, out_init="xavier", **kw)
-    critic = MLPHead(feat, m.bins, m.mlp_hidden, m.mlp_layers, out_init="zeros", **kw)
+    policy = heads.policy_head(m, dist.num_actions, continuous=not dist.discrete, dtype=dtype, rngs=rngs)
+    critic = heads.value_head(m, dtype=dtype, rngs=rngs)
     return wm, policy, critic
 
 
