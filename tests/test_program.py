@@ -1,7 +1,7 @@
 """End-to-end checks of the training program on ONE shared tiny run (configs/tiny.py:fake).
 
-The session fixture `runs` starts, in parallel, an uninterrupted run (`full`) and a run that is
-SIGKILLed right after its first checkpoint (`killed`); `killed` is then resumed, stopped with
+The session fixture `runs` starts an uninterrupted run (`full`) and, once that one has compiled
+(persistent compilation cache), a run that is SIGKILLed right after its first checkpoint (`killed`); `killed` is then resumed, stopped with
 SIGTERM after its second checkpoint, and resumed again to the end. Every check below reads these
 runs (INTERFACES §8: each extra process recompiles, so keep them few):
 
@@ -86,6 +86,9 @@ def runs(tmp_path_factory):
     info = {"full": full, "killed": killed, "config": config}
     t0 = time.time()
     p_full, log_full = _start(full, "full")
+    # start the second run once the first has compiled (its first log row): it then loads the
+    # train and policy steps from JAX's persistent compilation cache instead of compiling them too
+    _wait_for(lambda: bool(_safe_rows(full / "metrics.jsonl")), p_full, "the first log row")
     p_kill, log_kill = _start(killed, "kill")
     # SIGKILL right after the first checkpoint is committed (Orbax renames the step dir on commit)
     _wait_for(lambda: first_ckpt in _steps(killed), p_kill, "the first checkpoint")
