@@ -8,7 +8,7 @@ Schedule (spec 2.4, 2.5, 7.1-7.4), gradient steps counted by `step` (completed s
 2. Pre-fill: batched env steps until the replay holds `prefill_windows` windows. The policy runs (to
    fill the acting state's KV cache) but the executed actions are uniform random; the acting state
    keeps the policy's sample (`quirks.prefill_policy_action`, spec 10.8) or the executed action.
-3. Loop: sample a batch, `train_step` with key `fold_in(fold_in(base, TRAIN), step)`, `step += 1`; one
+3. Loop: sample a batch, `train_step` with key `fold_in(base, TRAIN)` (the agent folds in its step), `step += 1`; one
    batched env step when `step % env_step_every == 0`; a log row every `log_every`; then, at epoch
    ends (spec 7.4 order): evaluation every `eval_every` and at the last step, checkpoint every
    `checkpoint_every` and at the last step, figures every `figure_every`.
@@ -437,7 +437,8 @@ class Trainer:
         if self.replay.num_windows < self.config.prefill_windows:  # spec 7.3 item 4, 10.8
             action = random_actions(self.config, self.rng, self.n)
             if not self.config.quirks.prefill_policy_action:
-                self.act_state = self.act_state.replace(prev_action=jax.numpy.asarray(action))
+                field = "prev_action" if hasattr(self.act_state, "prev_action") else "action"
+                self.act_state = self.act_state.replace(**{field: jax.numpy.asarray(action)})
         env_act, stored = env_actions(self.config, action)
         out = self.envs.step(env_act)
         self.act_calls += 1
@@ -468,8 +469,8 @@ class Trainer:
     def train_step(self) -> None:
         import jax
         batch = self.sample_batch()
-        key = jax.random.fold_in(self.keys[TRAIN], self.step)
-        self.train_state, metrics = self.agent.train_step(self.train_state, batch, key)
+        # the agent folds in its own step counter (state.step == self.step), INTERFACES §4
+        self.train_state, metrics = self.agent.train_step(self.train_state, batch, self.keys[TRAIN])
         self.last_batch = batch
         self.pending_metrics.append(metrics)
         self.step += 1
