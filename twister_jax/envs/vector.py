@@ -24,12 +24,14 @@ Protocol (what the training loop relies on):
   pending reset as after any `is_last`. A worker process that dies raises `RuntimeError`.
 * `get_state() -> list[dict]`: each env's `get_state()` dict plus `"pending_reset": bool`;
   `set_state(list[dict])` restores them (missing `pending_reset` = False).
+* `cpu_time()`: CPU seconds of this process and all workers (for benchmarks).
 * `close()` ends the workers; also on garbage collection / context-manager exit.
 """
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import time
 import traceback
 from typing import Any, Optional, Sequence
 
@@ -88,6 +90,9 @@ class _Local:
             s = dict(s)
             self.pending[i] = bool(s.pop("pending_reset", False))
             self.envs[i].set_state(s)
+
+    def cpu_time(self, idx: list) -> list:
+        return [time.process_time()] * len(idx)
 
     def info(self) -> tuple:
         e = self.envs[0]
@@ -213,6 +218,12 @@ class VectorEnv:
         if len(states) != self.n:
             raise ValueError(f"set_state got {len(states)} env states for {self.n} envs")
         self._call("set_state", {i: (states[i],) for i in range(self.n)})
+
+    def cpu_time(self) -> float:
+        """CPU seconds (all threads) used so far by this process plus every worker (benchmarks)."""
+        res = self._call("cpu_time", {i: () for i in range(self.n)}) if self._local is None else {}
+        firsts = {self._where[i][0]: res[i] for i in res}
+        return time.process_time() + float(sum(firsts.values()))
 
     def close(self) -> None:
         if self._local is not None:
