@@ -93,63 +93,40 @@ def env_seed(seed: int, *purpose: int) -> int:
 
 # ------------------------------------------------------------------------------------------ envs
 class EnvGroup:
-    """N envs stepped together, with explicit per-env resets (no auto-reset).
+    """N envs stepped together (`twister_jax.envs.VectorEnv`), with explicit per-env resets.
 
-    Uses the vector env of `twister_jax.envs` (worker processes) when it offers one, otherwise a list
-    of in-process envs. `step(actions)` returns a list of TimeSteps; `reset(i, seed=None)`.
+    Workers: none for a single env (stepped in this process), else `min(N, cpu count)` worker
+    processes with the envs dealt round-robin. The loop calls `reset(i)` right after every `is_last`
+    (including an env's error step), so the vector env's auto-reset never triggers.
     """
 
-    def __init__(self, env_config, seeds: list[int], *, parallel: bool = True):
-        from twister_jax import envs as envs_lib
+    def __init__(self, env_config, seeds: list[int], *, num_workers: Optional[int] = None):
+        from twister_jax.envs import VectorEnv
         self.n = len(seeds)
-        self.seeds = list(seeds)
-        self._vec = None
-        vec_cls = getattr(envs_lib, "VectorEnv", None)
-        if parallel and vec_cls is not None and self.n > 1:
-            self._vec = vec_cls(env_config, self.seeds)
-            self._envs = None
-        else:
-            self._envs = [envs_lib.make_env(env_config, s) for s in self.seeds]
+        if num_workers is None:
+            num_workers = 0 if self.n == 1 else min(self.n, os.cpu_count() or 1)
+        self._vec = VectorEnv(env_config, [int(s) for s in seeds], num_workers=num_workers)
+        self.num_actions = getattr(self._vec, "num_actions", None)
 
     def reset_all(self):
-        if self._vec is not None:
-            return list(self._vec.reset())
-        return [e.reset() for e in self._envs]
+        return list(self._vec.reset())
 
     def reset(self, i: int, seed: Optional[int] = None):
-        if self._vec is not None:
-            return self._vec.reset_one(i, seed=seed) if seed is not None else self._vec.reset_one(i)
-        if seed is not None:
-            return self._envs[i].reset(seed=seed)
-        return self._envs[i].reset()
+        return self._vec.reset_one(int(i), seed=None if seed is None else int(seed))
 
     def step(self, actions, mask=None):
-        """Steps env i with actions[i] for every i where mask[i] (default all); others get None."""
-        mask = np.ones(self.n, bool) if mask is None else np.asarray(mask, bool)
-        if self._vec is not None:
-            return list(self._vec.step(actions, mask=mask) if not mask.all() else self._vec.step(actions))
-        return [e.step(a) if m else None for e, a, m in zip(self._envs, actions, mask)]
+        """Steps env i with actions[i] where mask[i] (default all); the others get None."""
+        return list(self._vec.step(actions, mask=mask))
 
     def get_states(self) -> list:
-        if self._vec is not None:
-            return list(self._vec.get_state())
-        return [e.get_state() for e in self._envs]
+        return list(self._vec.get_state())
 
     def set_states(self, states: list) -> None:
-        if self._vec is not None:
-            self._vec.set_state(states)
-        else:
-            for e, s in zip(self._envs, states):
-                e.set_state(s)
+        self._vec.set_state(list(states))
 
     def close(self) -> None:
         try:
-            if self._vec is not None:
-                self._vec.close()
-            else:
-                for e in self._envs:
-                    if hasattr(e, "close"):
-                        e.close()
+            self._vec.close()
         except Exception as exc:  # noqa: BLE001 - closing must not mask the real outcome
             log.warning("closing envs failed: %s", exc)
 
@@ -350,6 +327,10 @@ class Trainer:
                                    seed=env_seed(config.seed, 100, pid))
         self.rng = np.random.Generator(np.random.PCG64(env_seed(config.seed, 101, pid)))
         self.envs = EnvGroup(config.env, [env_seed(config.seed, 102, pid, i) for i in range(self.n)])
+        if self.envs.num_actions is not None and int(self.envs.num_actions) != self.num_actions:
+            self.envs.close()
+            raise ValueError(f"config.env.num_actions={self.num_actions} but the {config.env.suite} env "
+                             f"{config.env.task!r} has {self.envs.num_actions} actions")
         self.eval_envs = None
         self.ckpt = checkpoint.Checkpointer(self.workdir, config)
         self.train_state = agent.init_state(self.keys[INIT])
