@@ -6,7 +6,8 @@ warm-up call: ``fwd`` = the op alone, ``fwd+bwd`` = gradients of ``sum(silu(op(x
 (c a fixed random array; the SiLU makes the backward pass need the forward output, as LayerNorm + SiLU do in
 the model). ``encoder`` / ``decoder`` rows chain the four layers with SiLU after each (no LayerNorm) and
 differentiate w.r.t. the input and all four kernels. Times are the minimum over
-``--reps`` calls (the median is printed too: other processes share the CPU).
+``--reps`` calls (the median is printed too: other processes share the CPU); the impls of one row are
+timed round-robin, so their ratio is meaningful even when the load changes during the run.
 
     python experiments/benchmark_conv.py                       # full size, float32, all impls
     python experiments/benchmark_conv.py --batch 64 --reps 5   # quick look
@@ -28,14 +29,17 @@ ENC = [(64, 3, 32), (32, 32, 64), (16, 64, 128), (8, 128, 256)]   # (input size,
 DEC = [(4, 256, 128), (8, 128, 64), (16, 64, 32), (32, 32, 3)]
 
 
-def _time(fn, *args, reps):
-    jax.block_until_ready(fn(*args))  # compile + warm-up
-    ts = []
+def _time_interleaved(fns, *args, reps):
+    """Milliseconds per call of every function, timed round-robin so that all see the same machine load."""
+    for fn in fns.values():
+        jax.block_until_ready(fn(*args))  # compile + warm-up
+    times = {key: [] for key in fns}
     for _ in range(reps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        ts.append(time.perf_counter() - t0)
-    return min(ts) * 1e3, float(np.median(ts)) * 1e3
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times[key].append((time.perf_counter() - t0) * 1e3)
+    return times
 
 
 def _layer_fns(op, impl, c):
@@ -75,12 +79,6 @@ def main():
           f"load average before {os.getloadavg()[0]:.2f}; N={n}, dtype={args.dtype}, min (median) of {args.reps}")
     print(f"{'what':<34}{'impl':<8}{'fwd ms':>18}{'fwd+bwd ms':>20}")
 
-    def report(name, impl, fwd, grad, *inputs):
-        f = _time(fwd, *inputs, reps=args.reps)
-        g = _time(grad, *inputs, reps=args.reps)
-        print(f"{name:<34}{impl:<8}{f[0]:>9.1f} ({f[1]:>6.1f}){g[0]:>11.1f} ({g[1]:>6.1f})", flush=True)
-        return g[0]
-
     cases = []
     if "layers" in only:
         for s, ci, co in ENC:
@@ -104,11 +102,17 @@ def main():
         else:
             k = jnp.asarray(rng.normal(size=ks) * 0.05, jnp.float32)
         c = jnp.asarray(rng.normal(size=ys), jnp.float32)
+        fns = {}
         for impl in impls:
             fwd, grad = (_stack_fns if stack else _layer_fns)(op, impl, c)
-            t = report(name, impl, fwd, grad, x, k)
+            fns[(impl, "fwd")], fns[(impl, "grad")] = fwd, grad
+        times = _time_interleaved(fns, x, k, reps=args.reps)
+        for impl in impls:
+            f, g = times[(impl, "fwd")], times[(impl, "grad")]
+            print(f"{name:<34}{impl:<8}{min(f):>9.1f} ({np.median(f):>6.1f}){min(g):>11.1f} ({np.median(g):>6.1f})",
+                  flush=True)
             if stack:
-                totals[(name, impl)] = t
+                totals[(name, impl)] = min(g)
     for name, impl in totals:
         if impl != "xla" and (name, "xla") in totals:
             print(f"{name}: fwd+bwd xla / {impl} = {totals[(name, 'xla')] / totals[(name, impl)]:.2f}x")
