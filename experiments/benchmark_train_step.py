@@ -1,0 +1,222 @@
+"""Benchmark: the whole jitted gradient step (`agent.train_step`) at the tiny, Atari and DMC sizes.
+
+Rows: size x compute dtype. Sizes: ``tiny`` (configs/tiny.py:fake), ``atari`` (configs/atari.py:alien,
+spec 12.2: 16 x 64 frames, width 512, 4 blocks, 10 AC-CPC head pairs, H = 15 from all 1024 starts) and
+``dmc`` (configs/dmc.py:walker_walk, the same sizes, 6-dim bounded Normal policy). Each row runs in its
+own subprocess (a fresh compiler, its own peak memory) with a synthetic batch of uint8 noise frames.
+
+Columns:
+* ``compile_s``: trace + lower + XLA compile of the whole step (ahead of time, no persistent cache).
+* ``step_ms``: median wall time of a full step (after one warm-up step), ``steps_per_s`` = 1000 / that.
+* ``wm_ms`` / ``imag_ms`` / ``ac_ms``: the split. Two pieces are jitted and timed on their own:
+  the world-model piece (noise draw, loss forward + backward, clipped Adam update, start states) and the
+  imagination piece (H-step roll-out with the policy, reward/continue/value heads, lambda returns,
+  return normaliser). ``ac_ms = step_ms - wm_ms - imag_ms`` is the rest: actor and critic losses,
+  their gradients and Adam steps, the slow critic. XLA fuses across the pieces inside the whole step, so
+  the split is approximate (it can even be slightly negative at tiny sizes). ``--no-split`` skips it (it
+  costs two more compiles).
+* ``peak_MiB``: CPU: the subprocess's max RSS (``resource.getrusage``), i.e. compile + run peak;
+  GPU/TPU: the device's ``peak_bytes_in_use``.
+
+Anchor (issue 5): the original's whole gradient step at full Atari size takes 12.9 s on a 2-core CPU
+machine like this one (world model 3.9 s, actor + imagination 8.3 s, critic 0.8 s; float32, peak ~10 GiB).
+
+Usage:
+  python experiments/benchmark_train_step.py                                   # tiny, all dtypes
+  python experiments/benchmark_train_step.py --sizes tiny,atari --dtypes float32 --steps 1
+  python experiments/benchmark_train_step.py --sizes atari,dmc --dtypes float32,bfloat16 --steps 20  # GPU
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SIZES = {"tiny": ("tiny", "fake"), "atari": ("atari", "alien"), "dmc": ("dmc", "walker_walk")}
+
+
+def _parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="tiny", help="comma list of tiny, atari, dmc")
+    p.add_argument("--dtypes", default="float32,bfloat16", help="comma list of float32, bfloat16")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per row (after one warm-up step)")
+    p.add_argument("--no-split", action="store_true", help="skip the world-model / imagination split")
+    p.add_argument("--precision", default="highest", help="config.matmul_precision (highest or default)")
+    p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    p.add_argument("--row", default=None, help=argparse.SUPPRESS)   # internal: SIZE:DTYPE in a subprocess
+    return p.parse_args(argv)
+
+
+def _peak_mib(device) -> tuple[float, str]:
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "peak_bytes_in_use" in stats:
+        return stats["peak_bytes_in_use"] / 2 ** 20, "device peak"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "max RSS"
+
+
+def _timed(fn, args, steps, carry=None):
+    """Median seconds of `steps` calls of compiled `fn` (after one warm-up call)."""
+    import jax
+    out = fn(*args)
+    jax.block_until_ready(out)
+    times = []
+    for _ in range(steps):
+        if carry is not None:
+            args = carry(args, out)
+        t0 = time.perf_counter()
+        out = fn(*args)
+        jax.block_until_ready(out)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def run_row(size: str, dtype: str, steps: int, split: bool, precision: str) -> dict:
+    """One row, in this process."""
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "tests"))
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    from flax import nnx
+
+    from config_utils import get_config
+    from twister_jax import agent as agent_lib, optim, sharding
+    from twister_jax.losses import world_model as wm_loss
+    from twister_jax.policy_dist import PolicyDist
+
+    jax.config.update("jax_threefry_partitionable", True)
+    name, arg = SIZES[size]
+    config = get_config(name, arg)
+    with config.unlocked():
+        config.compute_dtype = dtype
+        config.matmul_precision = precision
+    agent = agent_lib.make_agent(config)
+    state = agent.init_state(jax.random.key(config.seed))
+    rng = np.random.default_rng(0)
+    b, t, a = config.batch_size, config.seq_len, config.env.num_actions
+    dist = agent.dist
+    if dist.discrete:
+        action = np.eye(a, dtype=np.float32)[rng.integers(0, a, (b, t))]
+    else:
+        action = rng.uniform(-1, 1, (b, t, a)).astype(np.float32)
+    is_first = np.zeros((b, t), bool)
+    is_first[:, 0] = True
+    is_first[rng.random((b, t)) < 0.02] = True
+    host_batch = {"image": rng.integers(0, 256, (b, t, 64, 64, 3), dtype=np.uint8), "action": action,
+                  "reward": rng.normal(size=(b, t)).astype(np.float32), "is_first": is_first,
+                  "is_terminal": np.zeros((b, t), bool)}
+    action[is_first] = 0.0
+    batch = sharding.global_batch(host_batch, agent.mesh)
+    key = jax.random.key(1)
+    step_jit = [c.cell_contents for c in agent.train_step.__closure__
+                if hasattr(c.cell_contents, "lower")][0]          # the jitted `_train_step`
+
+    t0 = time.perf_counter()
+    compiled = step_jit.lower(state, batch, key).compile()
+    compile_s = time.perf_counter() - t0
+
+    def carry(args, out):
+        return (out[0],) + tuple(args[1:])
+    step_s, (state, metrics) = _timed(compiled, (state, batch, key), steps, carry)
+    assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
+    row = {"size": size, "dtype": dtype, "B": b, "T": t, "H": config.imagination_horizon,
+           "compile_s": compile_s, "step_ms": 1e3 * step_s, "steps_per_s": 1.0 / step_s}
+
+    if split:
+        # The pieces as `agent._train_step` writes them (same functions, same noise layout).
+        m = config.model
+        wm_graph, _ = nnx.split(agent_lib.build_networks(config, jax.random.key(0))[0], nnx.Param)
+        pol_graph, _ = nnx.split(agent_lib.build_networks(config, jax.random.key(0))[1], nnx.Param)
+        critic_graph, _ = nnx.split(agent_lib.build_networks(config, jax.random.key(0))[2], nnx.Param)
+        tx = optim.make_optimizers(config)["world_model"]
+        loss_cfg = wm_loss.LossConfig.from_config(config)
+
+        def wm_piece(wm_params, wm_opt, batch, key):
+            noise = wm_loss.draw_noise(jax.random.fold_in(key, 0), b, t, m.stoch, m.discrete,
+                                       crop_scale=tuple(config.augment.crop_scale),
+                                       crop_ratio=tuple(config.augment.crop_ratio),
+                                       image_size=tuple(config.env.image_size))
+
+            def obj(p):
+                return wm_loss.world_model_loss(nnx.merge(wm_graph, p), batch, noise, loss_cfg,
+                                                deterministic=False, dropout_key=jax.random.fold_in(key, 1))
+            (total, aux), grads = jax.value_and_grad(obj, has_aux=True)(wm_params)
+            updates, wm_opt = tx.update(grads, wm_opt, wm_params)
+            return optax.apply_updates(wm_params, updates), wm_opt, aux["start"], aux["start_cont"], total
+
+        def imag_piece(wm_params, actor, critic, start, start_cont, retnorm, key):
+            wm = nnx.merge(wm_graph, wm_params)
+            return agent_lib.imagine_and_targets(wm, nnx.merge(pol_graph, actor), nnx.merge(critic_graph, critic),
+                                                 dist, start, start_cont, retnorm, key, config)
+
+        p = state.params
+        wm_args = (p["world_model"], state.opt_state["world_model"], batch, key)
+        t0 = time.perf_counter()
+        wm_c = jax.jit(wm_piece).lower(*wm_args).compile()
+        row["wm_compile_s"] = time.perf_counter() - t0
+        wm_s, wm_out = _timed(wm_c, wm_args, steps)
+        im_args = (wm_out[0], p["actor"], p["critic"], wm_out[2], wm_out[3], state.retnorm, key)
+        t0 = time.perf_counter()
+        im_c = jax.jit(imag_piece).lower(*im_args).compile()
+        row["imag_compile_s"] = time.perf_counter() - t0
+        im_s, _ = _timed(im_c, im_args, steps)
+        row.update(wm_ms=1e3 * wm_s, imag_ms=1e3 * im_s, ac_ms=1e3 * (step_s - wm_s - im_s))
+    device = jax.devices()[0]
+    row["peak_MiB"], row["peak_kind"] = _peak_mib(device)
+    row["device"] = f"{device.platform}:{device.device_kind} x{jax.device_count()}"
+    row["jax"] = jax.__version__
+    return row
+
+
+def _fmt(row, key, fmt):
+    return format(row[key], fmt) if key in row else "-"
+
+
+def main(argv=None):
+    args = _parse(argv)
+    if args.row:
+        size, dtype = args.row.split(":")
+        row = run_row(size, dtype, args.steps, not args.no_split, args.precision)
+        print("ROW " + json.dumps(row), flush=True)
+        return
+    rows = []
+    env = dict(os.environ)
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)      # measure real compiles
+    for size in args.sizes.split(","):
+        for dtype in args.dtypes.split(","):
+            cmd = [sys.executable, __file__, "--row", f"{size}:{dtype}", "--steps", str(args.steps),
+                   "--precision", args.precision] + (["--no-split"] if args.no_split else [])
+            t0 = time.time()
+            res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            lines = [l for l in res.stdout.splitlines() if l.startswith("ROW ")]
+            if res.returncode or not lines:
+                print(f"{size}/{dtype} failed ({time.time() - t0:.0f}s):\n{res.stderr[-3000:]}", file=sys.stderr)
+                continue
+            rows.append(json.loads(lines[-1][4:]))
+            print(f"# {size}/{dtype} done in {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
+    if not rows:
+        sys.exit(1)
+    print(f"device: {rows[0]['device']}   jax {rows[0]['jax']}   load: {os.getloadavg()[0]:.1f}   "
+          f"steps timed per row: {args.steps}   peak: {rows[0]['peak_kind']}")
+    head = ("size", "dtype", "B", "T", "H", "compile_s", "step_ms", "wm_ms", "imag_ms", "ac_ms", "steps/s", "peak_MiB")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        cells = [r["size"], r["dtype"], str(r["B"]), str(r["T"]), str(r["H"]), _fmt(r, "compile_s", ".1f"),
+                 _fmt(r, "step_ms", ".1f"), _fmt(r, "wm_ms", ".1f"), _fmt(r, "imag_ms", ".1f"),
+                 _fmt(r, "ac_ms", ".1f"), _fmt(r, "steps_per_s", ".3g"), _fmt(r, "peak_MiB", ".0f")]
+        print("| " + " | ".join(cells) + " |")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
