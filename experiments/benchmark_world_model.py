@@ -3,7 +3,8 @@
 Spec 12.2 shapes: batch 16 x 64 frames of 64x64x3, hidden 512, CNN width 32, latent 32x32, 4
 transformer blocks, 10 AC-CPC head pairs, dropout on (train mode), random resized crops drawn on the
 device. For each (compute dtype, conv impl) it prints compile seconds, median milliseconds per step and
-peak memory (CPU: process max RSS from `resource.getrusage`, which only grows, so the rows after the
+CPU seconds per step (user + system, all threads: on a shared machine, CPU s / cores is what an unloaded
+machine would need at perfect parallelism), peak memory (CPU: process max RSS from `resource.getrusage`, which only grows, so the rows after the
 first are upper bounds; GPU/TPU: the device's ``peak_bytes_in_use``), with the device kind and the JAX
 version.
 
@@ -40,6 +41,13 @@ def _parse():
     p.add_argument("--no-adam", action="store_true", help="time loss forward+backward only")
     p.add_argument("--precision", default="highest", help="jax_default_matmul_precision")
     return p.parse_args()
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all threads): on a shared CPU, CPU s / cores bounds
+    the wall time an unloaded machine would need."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _peak_memory_mb(device) -> tuple[float, str]:
@@ -113,24 +121,26 @@ def main():
             compile_s = time.perf_counter() - t0
             params, opt_state, loss, _ = compiled(params, opt_state, batch, jax.random.fold_in(key, 0))
             jax.block_until_ready(loss)
-            times = []
+            times, cpu = [], []
             for i in range(args.steps):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), _cpu_seconds()
                 params, opt_state, loss, _ = compiled(params, opt_state, batch, jax.random.fold_in(key, i + 1))
                 jax.block_until_ready(loss)
                 times.append(time.perf_counter() - t0)
+                cpu.append(_cpu_seconds() - c0)
             mem, mem_kind = _peak_memory_mb(device)
-            row = (dtype_name, impl, compile_s, 1e3 * statistics.median(times), mem, float(loss))
+            row = (dtype_name, impl, compile_s, 1e3 * statistics.median(times), mem, float(loss),
+                   statistics.median(cpu))
             rows.append(row)
             print(f"  {dtype_name:9s} {impl:7s} compile {compile_s:6.1f} s  median {row[3]:8.0f} ms  "
-                  f"(steps {', '.join(f'{x:.2f}' for x in times)} s)  {mem_kind} {mem:7.0f} MiB  loss {row[5]:.1f}",
+                  f"(steps {', '.join(f'{x:.2f}' for x in times)} s, CPU {row[6]:.1f} s/step)  {mem_kind} {mem:7.0f} MiB  loss {row[5]:.1f}",
                   flush=True)
             del compiled, fn, params, opt_state
     print(f"\nworld model: {n_params / 1e6:.1f} M parameters; device {device.device_kind}, jax {jax.__version__}")
-    print("| dtype | conv impl | compile s | median ms/step | peak memory MiB | loss after steps |")
-    print("|---|---|---|---|---|---|")
+    print("| dtype | conv impl | compile s | median ms/step | CPU s/step | peak memory MiB | loss after steps |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.0f} | {r[4]:.0f} | {r[5]:.1f} |")
+        print(f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.0f} | {r[6]:.1f} | {r[4]:.0f} | {r[5]:.1f} |")
     if backend == "cpu":
         print("anchor: original (torch 2.13, 2 threads, float32) 3900 ms/step on a 2-core CPU; target <= ~6000 ms")
 
