@@ -11,7 +11,6 @@ K contrastive steps, F = S*C + D features, images NHWC float ``(..., 64, 64, 3)`
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
