@@ -11,7 +11,6 @@ K contrastive steps, F = S*C + D features, images NHWC float ``(..., 64, 64, 3)`
 """
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
