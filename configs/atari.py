@@ -7,24 +7,14 @@ Usage:
 
 Game names are case- and underscore-insensitive (`alien`, `Alien`, `ms_pacman`, `MsPacman`, `mspacman`).
 """
-import importlib.util
-import pathlib
-import sys
+from twister_jax.config_files import load_sibling
 
-
-def _common():
-    name = "twister_jax_configs_common"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("common.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
 
 
 def get_config(game: str = "alien"):
     from twister_jax.suites import ATARI_GAMES, normalize_game
 
-    common = _common()
+    common = load_sibling(__file__, "common.py")
     game = normalize_game(game)
     c = common.get_base_config()
     c.env.suite = "atari"

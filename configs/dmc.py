@@ -8,24 +8,14 @@ Task names are case-insensitive and accept `-` for `_` (`Walker-walk`, `cup_catc
 The original computes DMC forward passes in float16 with loss scaling; we default to float32 and
 offer bfloat16 (`--config.compute_dtype=bfloat16`) instead (see README, differences).
 """
-import importlib.util
-import pathlib
-import sys
+from twister_jax.config_files import load_sibling
 
-
-def _common():
-    name = "twister_jax_configs_common"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("common.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
 
 
 def get_config(domain_task: str = "walker_walk"):
     from twister_jax.suites import DMC_TASKS, normalize_dmc_task
 
-    common = _common()
+    common = load_sibling(__file__, "common.py")
     task = normalize_dmc_task(domain_task)
     _, _, num_actions, camera = DMC_TASKS[task]
     c = common.get_base_config()

@@ -8,26 +8,15 @@ Usage:
 
 Sizes are not the paper's: they keep a CPU train step in the tens of milliseconds.
 """
-import importlib.util
-import pathlib
-import sys
+from twister_jax.config_files import load_sibling
 
 VARIANTS = ("atari", "dmc", "fake", "fake_continuous")
-
-
-def _common():
-    name = "twister_jax_configs_common"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("common.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
 
 
 def get_config(variant: str = "fake"):
     from twister_jax.suites import ATARI_GAMES, DMC_TASKS
 
-    common = _common()
+    common = load_sibling(__file__, "common.py")
     if variant not in VARIANTS:
         raise ValueError(f"unknown tiny config variant {variant!r}; allowed: {', '.join(VARIANTS)}")
     c = common.get_base_config()
