@@ -283,3 +283,44 @@ def test_learning_on_real_atari(tmp_path):
         rows = {row["game"]: row for row in csv.DictReader(line for line in f if not line.startswith("#"))}
     random_score = float(rows["breakout"]["random"])
     assert final["return_mean"] > 2.0 * random_score + 1.0, (final, random_score)
+
+
+class _CountingAgent:
+    """Host-only stand-in for the acting half of the agent: always action 0, counts resets."""
+
+    def __init__(self, num_actions):
+        self.a = num_actions
+        self.resets = 0
+
+    def init_act_state(self, n):
+        return np.zeros(n)
+
+    def reset_act_state(self, act_state, mask):
+        self.resets += int(np.sum(mask))
+        return act_state
+
+    def policy_step(self, params, act_state, image, is_first, key, *, greedy):
+        assert greedy
+        return act_state, np.eye(self.a, dtype=np.float32)[np.zeros(len(image), int)]
+
+
+def test_evaluation_quota_and_seeds():
+    """Each eval env plays its fixed quota, every episode is finished, seeds are per episode."""
+    import jax
+    from twister_jax import loop
+
+    config = get_config("tiny", "fake")
+    assert loop.eval_quotas(10, 4) == [3, 3, 2, 2] and sum(loop.eval_quotas(100, 10)) == 100
+    for n_envs in (1, 3):
+        envs = loop.EnvGroup(config.env, list(range(n_envs)), num_workers=0)
+        agent = _CountingAgent(config.env.num_actions)
+        try:
+            res = loop.run_episodes(agent, None, config, envs, 5, jax.random.key(0))
+        finally:
+            envs.close()
+        assert len(res["returns"]) == 5 and all(x == config.env.time_limit_frames for x in res["lengths"])
+        assert agent.resets == n_envs + (5 - n_envs)  # initial clear + one per later episode
+        if n_envs == 1:
+            first = res["returns"]
+        else:  # the same episode seeds, whatever the number of envs (episode order may differ)
+            assert sorted(res["returns"]) == sorted(first)
