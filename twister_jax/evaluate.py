@@ -111,5 +111,5 @@ def _define_flags():
 if __name__ == "__main__":
     from absl import app, logging as absl_logging
     _define_flags()
-    absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax warns that a read-only manager is read-only
+    absl_logging.set_verbosity(absl_logging.WARNING)
     app.run(main)
