@@ -80,8 +80,13 @@ def load_torch_params(module, state_dict: Mapping[str, np.ndarray], prefix: str 
     for name, (path, conv) in mapping.items():
         if name not in present:
             continue
-        value = np.asarray(conv(np.asarray(present[name])))
         target = _get_path(pure, path)
+        try:
+            value = np.asarray(conv(np.asarray(present[name])))
+        except (ValueError, IndexError) as err:  # a converter that reshapes rejects a wrong shape
+            bad_shapes.append(f"{name}: got {tuple(np.shape(present[name]))}, expected a tensor that "
+                              f"converts to {tuple(target.shape)} ({err})")
+            continue
         if tuple(value.shape) != tuple(target.shape):
             bad_shapes.append(f"{name}: got {tuple(np.shape(present[name]))} -> {value.shape}, "
                               f"expected {tuple(target.shape)} at {'/'.join(map(str, path))}")
