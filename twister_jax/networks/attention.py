@@ -5,9 +5,9 @@ Layouts: tokens ``(B, T, D)``; a KV cache holds the *projected* keys/values ``(B
 keys ordered cache first, then the chunk. Query ``i`` sits at absolute position ``p = Th + i``,
 key ``j`` at position ``j``.
 
-Position scores gather ``E(p - j)`` directly (``E = pos(R(d))`` over the distances
-``0 .. Th + T - 1``) instead of the reference's "skew"; both give the same scores for every
-visible key (``j <= p``). `rel_to_abs` reproduces the skew's index map only for its golden test.
+Position scores pick ``E(p - j)`` (``E = pos(R(d))`` over the distances ``0 .. Th + T - 1``)
+with a pad/reshape shift (`_shift_rows`, pure data movement, no gather/scatter) instead of the
+reference's "skew"; both give the same scores for every visible key (``j <= p``). `rel_to_abs` reproduces the skew's index map only for its golden test.
 """
 from __future__ import annotations
 
@@ -67,6 +67,31 @@ def rel_to_abs(x: jax.Array, num_cached: int) -> jax.Array:
     idx = np.clip(n - 1 - (num_cached + i - j), 0, n - 1)
     idx = np.broadcast_to(idx, x.shape)
     return jnp.take_along_axis(x, jnp.asarray(idx), axis=-1)
+
+
+def _shift_rows(rel: jax.Array, num_cached: int) -> jax.Array:
+    """Distance-ordered scores -> key-ordered scores by pure data movement (no gather).
+
+    Table row r holds distance ``n - 1 - r``, so query i (position ``p = Th + i``) needs row
+    ``t - 1 - i + j`` for key j: ``out[..., i, j] = rel[..., i, j + t - 1 - i]`` for ``j <= p``. With
+    the rows zero-padded to width ``n + 1`` and flattened, that element sits at flat index
+    ``(t - 1) + i n + j``, so one pad, one slice and two reshapes give every row its shift
+    (Transformer-XL's skew written in the forward direction; its transpose is pad/slice again).
+    Entries ``j > p`` (always masked) are set to 0.
+
+    Args:
+      rel: ``(..., T, n)`` with ``n = Th + T``.
+      num_cached: Th.
+
+    Returns:
+      ``(..., T, n)`` in ``rel.dtype``.
+    """
+    t, n = rel.shape[-2], rel.shape[-1]
+    lead = rel.shape[:-2]
+    flat = jnp.pad(rel, [(0, 0)] * (rel.ndim - 1) + [(0, 1)]).reshape(lead + (t * (n + 1),))
+    out = flat[..., t - 1:t - 1 + t * n].reshape(lead + (t, n))
+    keep = np.arange(n)[None, :] <= num_cached + np.arange(t)[:, None]
+    return jnp.where(jnp.asarray(keep), out, jnp.zeros((), out.dtype))
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,9 +273,7 @@ class RelPosSelfAttention(nnx.Module):
         f32 = jnp.float32
         content = jnp.einsum("bthd,bnhd->bhtn", qh + self._split(u), kh, preferred_element_type=f32)
         rel = jnp.einsum("bthd,rhd->bhtr", qh + self._split(v), eh, preferred_element_type=f32)
-        # gather E(p - j): table row r holds distance n-1-r, so distance th+i-j sits at row t-1-i+j
-        rows = np.clip(t - 1 - np.arange(t)[:, None] + np.arange(n)[None, :], 0, n - 1)
-        rel = jnp.take_along_axis(rel, jnp.asarray(np.broadcast_to(rows, (b, self.heads, t, n))), axis=-1)
+        rel = _shift_rows(rel, th)
         scores = (content + rel) / math.sqrt(self.head_dim)
         visible = jnp.asarray(mask) > 0
         scores = scores + jnp.where(visible, 0.0, NEG_INF).astype(f32)
