@@ -164,6 +164,7 @@ def test_world_model_learns_a_fixed_batch(setup):
     assert losses[-5:].mean() < losses[:5].mean(), losses[::10]
 
 
+@pytest.mark.slow  # a second full train-step compile (~3 min on 2 cores); bf16 of the world model is in the default run
 def test_bfloat16_compute_runs_without_nans():
     config = tiny_config("fake", compute_dtype="bfloat16")
     s = Setup(config)
