@@ -12,7 +12,7 @@ Anchor (issue 4): the original's world-model step (forward, backward, Adam, floa
 2-core CPU machine (torch 2.13, 2 threads); target at most ~1.5x that.
 
 Usage:
-  python experiments/benchmark_world_model.py                                   # f32+bf16, every impl
+  python experiments/benchmark_world_model.py                                   # f32+bf16, impl auto
   python experiments/benchmark_world_model.py --dtypes float32 --impls matmul --steps 3
   python experiments/benchmark_world_model.py --config tiny --batch 4 --seq 16    # smoke test
 """
@@ -36,7 +36,8 @@ def _parse():
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seq", type=int, default=64)
     p.add_argument("--dtypes", default="float32,bfloat16")
-    p.add_argument("--impls", default=None, help="comma list of xla,matmul (default: both on CPU, xla elsewhere)")
+    p.add_argument("--impls", default=None, help="comma list of auto,xla,matmul,hybrid (default: auto; auto = "
+                   "the per-layer CPU choice of encoder.layer_impl / decoder.layer_impl, xla off CPU)")
     p.add_argument("--steps", type=int, default=3, help="timed steps per row (after one warm-up step)")
     p.add_argument("--no-adam", action="store_true", help="time loss forward+backward only")
     p.add_argument("--precision", default="highest", help="jax_default_matmul_precision")
@@ -75,7 +76,7 @@ def main():
     config = config.unlock() if hasattr(config, "unlock") else config
     backend = jax.default_backend()
     device = jax.devices()[0]
-    impls = args.impls.split(",") if args.impls else (["matmul", "xla"] if backend == "cpu" else ["xla"])
+    impls = args.impls.split(",") if args.impls else ["auto"]
     m, a = config.model, config.env.num_actions
     b, t = args.batch, args.seq
     rng = np.random.default_rng(0)
