@@ -1,0 +1,163 @@
+"""Acting on the host: env groups, action conversion, and greedy evaluation episodes.
+
+Used by the training loop (`twister_jax.loop`) and by `twister_jax.evaluate`; the device side is
+`agent.policy_step`. Evaluation follows spec 1.3 and INTERFACES §3: `eval_envs` envs play a fixed
+quota of the episodes each, seeded per episode, every episode from an empty KV cache.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+
+import numpy as np
+
+from twister_jax.policy_dist import is_discrete
+
+log = logging.getLogger(__name__)
+
+# fold_in / seed purposes of a run (INTERFACES §4)
+INIT, TRAIN, ACT, EVAL, FIGURES = 0, 1, 2, 3, 4
+
+
+def env_seed(seed: int, *purpose: int) -> int:
+    """A 31-bit env seed for (seed, purpose...), independent between purposes."""
+    return int(np.random.SeedSequence([int(seed), *[int(p) for p in purpose]]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+# ------------------------------------------------------------------------------------------ envs
+class EnvGroup:
+    """N envs stepped together (`twister_jax.envs.VectorEnv`), with explicit per-env resets.
+
+    Workers: none for a single env (stepped in this process), else `min(N, cpu count)` worker
+    processes with the envs dealt round-robin. The loop calls `reset(i)` right after every `is_last`
+    (including an env's error step), so the vector env's auto-reset never triggers.
+    """
+
+    def __init__(self, env_config, seeds: list[int], *, num_workers: Optional[int] = None):
+        from twister_jax.envs import VectorEnv
+        self.n = len(seeds)
+        if num_workers is None:
+            num_workers = 0 if self.n == 1 else min(self.n, os.cpu_count() or 1)
+        self._vec = VectorEnv(env_config, [int(s) for s in seeds], num_workers=num_workers)
+        self.num_actions = getattr(self._vec, "num_actions", None)
+
+    def reset_all(self):
+        return list(self._vec.reset())
+
+    def reset(self, i: int, seed: Optional[int] = None):
+        return self._vec.reset_one(int(i), seed=None if seed is None else int(seed))
+
+    def step(self, actions, mask=None):
+        """Steps env i with actions[i] where mask[i] (default all); the others get None."""
+        return list(self._vec.step(actions, mask=mask))
+
+    def get_states(self) -> list:
+        return list(self._vec.get_state())
+
+    def set_states(self, states: list) -> None:
+        self._vec.set_state(list(states))
+
+    def close(self) -> None:
+        try:
+            self._vec.close()
+        except Exception as exc:  # noqa: BLE001 - closing must not mask the real outcome
+            log.warning("closing envs failed: %s", exc)
+
+
+def _stack_obs(timesteps):
+    image = np.stack([np.asarray(t.image, np.uint8) for t in timesteps])
+    is_first = np.array([bool(t.is_first) for t in timesteps])
+    return image, is_first
+
+
+def env_actions(config, action: np.ndarray):
+    """Policy output (N, A) float32 -> (per-env env actions, stored action vectors (N, A))."""
+    action = np.asarray(action, np.float32)
+    if is_discrete(config):
+        idx = action.argmax(-1)
+        return [int(i) for i in idx], np.eye(config.env.num_actions, dtype=np.float32)[idx]
+    vec = np.clip(action, -1.0, 1.0).astype(np.float32)
+    return list(vec), vec
+
+
+def random_actions(config, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Pre-fill actions (spec 1.1 / 1.2): uniform one-hot, or uniform in [-1, 1]^A; float32 (N, A)."""
+    a = config.env.num_actions
+    if is_discrete(config):
+        return np.eye(a, dtype=np.float32)[rng.integers(0, a, size=n)]
+    return rng.uniform(-1.0, 1.0, size=(n, a)).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------ evaluation
+def eval_quotas(episodes: int, envs: int) -> list[int]:
+    """Episodes per env: a fixed quota each, summing to `episodes` (INTERFACES §3)."""
+    return [episodes // envs + (1 if i < episodes % envs else 0) for i in range(envs)]
+
+
+def run_episodes(agent, params, config, env_group: EnvGroup, episodes: int, key, *,
+                 should_stop=lambda: False, record_first: bool = False):
+    """Greedy evaluation episodes on `env_group` (spec 1.3, INTERFACES §3), batched `policy_step`.
+
+    Env i plays `eval_quotas(episodes, n)[i]` episodes; episode j (global index: env 0's first, ...)
+    is reset with seed `env_seed(config.seed, EVAL, j)`. Every episode starts with an empty acting
+    state (`reset_act_state`). Envs whose quota is done idle (not stepped).
+
+    Returns:
+      dict(returns, lengths (frames), frames (list of uint8 frames of the first episode, if asked)),
+      or None when `should_stop()` became true before the end.
+    """
+    import jax
+
+    n = env_group.n
+    quotas = eval_quotas(episodes, n)
+    starts = np.cumsum([0] + quotas[:-1])
+    played = np.zeros(n, int)
+    active = np.array([q > 0 for q in quotas])
+    ts = [env_group.reset(i, seed=env_seed(config.seed, EVAL, starts[i])) if active[i] else None
+          for i in range(n)]
+    blank = next(t for t in ts if t is not None)
+    ts = [t if t is not None else blank for t in ts]
+    act_state = agent.init_act_state(n)
+    act_state = agent.reset_act_state(act_state, np.ones(n, bool))
+    ret, length = np.zeros(n), np.zeros(n, int)
+    returns, lengths = [[] for _ in range(n)], [[] for _ in range(n)]
+    frames = [np.asarray(ts[0].image)] if record_first else None
+    recording = record_first
+    t = 0
+    while active.any():
+        if should_stop():
+            return None
+        image, is_first = _stack_obs(ts)
+        act_state, action = agent.policy_step(params, act_state, image, is_first,
+                                              jax.random.fold_in(key, t), greedy=True)
+        env_act, _ = env_actions(config, np.asarray(action))
+        out = env_group.step(env_act, mask=active)
+        t += 1
+        reset_mask = np.zeros(n, bool)
+        for i in range(n):
+            if not active[i]:
+                continue
+            step_ts = out[i]
+            ret[i] += float(step_ts.reward)
+            length[i] += 1
+            ts[i] = step_ts
+            if recording and i == 0:
+                frames.append(np.asarray(step_ts.image))
+            if step_ts.is_last:
+                returns[i].append(float(ret[i]))
+                lengths[i].append(int(length[i]) * int(config.env.action_repeat))
+                ret[i], length[i] = 0.0, 0
+                played[i] += 1
+                if i == 0:
+                    recording = False
+                if played[i] < quotas[i]:
+                    ts[i] = env_group.reset(i, seed=env_seed(config.seed, EVAL, starts[i] + played[i]))
+                    reset_mask[i] = True
+                else:
+                    active[i] = False
+        if reset_mask.any():
+            act_state = agent.reset_act_state(act_state, reset_mask)
+    flat_r = [r for rs in returns for r in rs]
+    flat_l = [x for ls in lengths for x in ls]
+    return {"returns": flat_r, "lengths": flat_l, "frames": frames}
