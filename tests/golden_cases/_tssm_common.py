@@ -27,3 +27,19 @@ def policy_sampler(fx):
     """``sample(feat (N, F), gumbel (N, A)) -> one-hot action`` of the fixture's discrete policy network."""
     from twister_jax.networks import heads
     return heads.policy_from_fixture(fx)
+
+
+def fixture_start(inputs, blocks):
+    """The imagination start states recorded in a fixture (`start_*` inputs) as a `StartState`."""
+    import jax.numpy as jnp
+
+    from twister_jax import imagination
+
+    i = inputs
+    cache = tssm.KVCache(k=tuple(jnp.asarray(i[f"start_hidden_k{b}"]) for b in range(blocks)),
+                         v=tuple(jnp.asarray(i[f"start_hidden_v{b}"]) for b in range(blocks)),
+                         flags=jnp.asarray(i["start_is_firsts_hidden"]),
+                         valid=jnp.ones(i["start_is_firsts_hidden"].shape, bool))  # the original has no padding slots
+    return imagination.StartState(stoch=i["start_stoch"][:, 0], deter=i["start_deter"][:, 0],
+                                  logits=i["start_logits"][:, 0], cache=cache,
+                                  query_flag=i["start_is_firsts"][:, 0])

@@ -8,12 +8,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from golden_cases._tssm_common import build_tssm
+from golden_cases._tssm_common import build_tssm, fixture_start
 from twister_jax import distributions as D
 from twister_jax import imagination, port
 from twister_jax.losses import actor_critic as ac
 from twister_jax.networks import heads
-from twister_jax.networks.tssm import KVCache
 from twister_jax.policy_dist import PolicyDist
 
 sg = jax.lax.stop_gradient
@@ -40,14 +39,7 @@ def setup(fx):
     pa = fx.meta["modules"]["policy_network"]["constructor_args"]
     assert pa["discrete"] and pa.get("sampling_tmp", 1.0) == 1.0, pa
     dist = PolicyDist(num_actions=pa["num_actions"], discrete=True, unimix=0.01)
-    blocks = model.num_blocks
-    cache = KVCache(k=tuple(jnp.asarray(i[f"start_hidden_k{b}"]) for b in range(blocks)),
-                    v=tuple(jnp.asarray(i[f"start_hidden_v{b}"]) for b in range(blocks)),
-                    flags=jnp.asarray(i["start_is_firsts_hidden"]),
-                    valid=jnp.ones(i["start_is_firsts_hidden"].shape, bool))  # the original has no padding slots
-    start = imagination.StartState(stoch=i["start_stoch"][:, 0], deter=i["start_deter"][:, 0],
-                                   logits=i["start_logits"][:, 0], cache=cache,
-                                   query_flag=i["start_is_firsts"][:, 0])
+    start = fixture_start(i, model.num_blocks)
     return model, nets, dist, start
 
 

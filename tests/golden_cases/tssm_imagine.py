@@ -6,9 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from golden_cases._tssm_common import build_tssm, policy_sampler
+from golden_cases._tssm_common import build_tssm, fixture_start, policy_sampler
 from twister_jax import imagination
-from twister_jax.networks.tssm import KVCache
 
 
 def check(fx):
@@ -16,14 +15,7 @@ def check(fx):
     policy = policy_sampler(fx)
     i = fx.inputs
     n, horizon, num_actions = i["img_actions"].shape
-    blocks = model.num_blocks
-    cache = KVCache(k=tuple(jnp.asarray(i[f"start_hidden_k{b}"]) for b in range(blocks)),
-                    v=tuple(jnp.asarray(i[f"start_hidden_v{b}"]) for b in range(blocks)),
-                    flags=jnp.asarray(i["start_is_firsts_hidden"]),
-                    valid=jnp.ones(i["start_is_firsts_hidden"].shape, bool))  # the original has no padding slots
-    start = imagination.StartState(stoch=i["start_stoch"][:, 0], deter=i["start_deter"][:, 0],
-                                   logits=i["start_logits"][:, 0], cache=cache,
-                                   query_flag=i["start_is_firsts"][:, 0])
+    start = fixture_start(i, model.num_blocks)
     # noise of states 0..H: given actions for 0..H-1, the policy (with gumbel_policy) in state H
     given = np.concatenate([i["img_actions"], np.zeros((n, 1, num_actions), np.float32)], axis=1)
     gumbel = np.zeros((n, horizon + 1, num_actions), np.float32)
