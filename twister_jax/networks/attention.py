@@ -162,7 +162,6 @@ def combine_masks(context: jax.Array, episode: Optional[jax.Array] = None,
 # Linear helpers (spec 6.4: PyTorch default init for Q/K/V/O/pos and the FFN)
 # --------------------------------------------------------------------------------------------
 
-torch_default_init = layers.torch_default_uniform  # kept: other modules import it from here
 
 
 def torch_linear(in_features: int, out_features: int, *, dtype, param_dtype, rngs: nnx.Rngs) -> nnx.Linear:

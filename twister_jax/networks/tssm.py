@@ -30,15 +30,6 @@ from twister_jax.networks import attention, layers, transformer
 sg = jax.lax.stop_gradient
 
 
-# --------------------------------------------------------------------------------------------
-# Distribution math (spec 3.4) lives in `twister_jax.distributions`; these names stay for callers
-# --------------------------------------------------------------------------------------------
-
-_unimix_probs = distributions.unimix_probs
-onehot_st_sample = distributions.onehot_sample   # (logits, gumbel, unimix) -> ST one-hot sample
-onehot_mode = distributions.onehot_mode          # (logits, unimix, st_logprob) -> ST one-hot mode
-
-
 def clip_action(action: jax.Array) -> jax.Array:
     """``a * sg(1 / max(|a|, 1))``: element-wise clip to [-1, 1] with a stop-gradiented scale (3.6.1)."""
     return action * sg(1.0 / jnp.maximum(jnp.abs(action), 1.0))
@@ -161,7 +152,7 @@ class TSSM(nnx.Module):
 
     def prior_sample(self, logits: jax.Array, gumbel: jax.Array) -> jax.Array:
         """Straight-through unimix sample from recorded/drawn Gumbel noise, ``(..., S, C)``."""
-        return onehot_st_sample(logits, gumbel, self.unimix)
+        return distributions.onehot_sample(logits, gumbel, self.unimix)
 
     def initial_state(self, detach: bool = False):
         """Learned initial state (spec 3.6.6).
@@ -172,7 +163,7 @@ class TSSM(nnx.Module):
           and the prior head unless `detach`).
         """
         w = self.weight_init[...].astype(jnp.float32)
-        stoch = onehot_mode(self.prior_logits(w), self.unimix, self.mode_st_logprob)
+        stoch = distributions.onehot_mode(self.prior_logits(w), self.unimix, self.mode_st_logprob)
         if detach:
             stoch, w = sg(stoch), sg(w)
         return stoch, w, jnp.zeros((self.stoch, self.discrete), jnp.float32)
