@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.config_utils import get_config
+from config_utils import get_config
 from twister_jax import checkpoint as ckpt
 
 

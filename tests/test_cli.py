@@ -58,7 +58,7 @@ def test_evaluate_without_run_fails_cleanly(tmp_path):
 
 def test_incompatible_workdir_is_refused(tmp_path):
     import json
-    from tests.config_utils import get_config
+    from config_utils import get_config
     from twister_jax import checkpoint
 
     workdir = tmp_path / "run"

@@ -25,7 +25,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.config_utils import get_config
+from config_utils import get_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = f"{REPO}/configs/tiny.py:fake"
