@@ -41,8 +41,7 @@ def resolve_config(config):
     Raises:
       ValueError: unknown game / task / suite or an invalid value, naming it.
     """
-    from twister_jax import suites
-    import importlib.util
+    from twister_jax import config_files, suites
     import pathlib
 
     config.unlock()
@@ -61,12 +60,7 @@ def resolve_config(config):
         if config.env.task not in ("discrete", "continuous"):
             raise ValueError(f"unknown fake task {config.env.task!r}; allowed: discrete, continuous")
     path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "common.py"
-    common = sys.modules.get("twister_jax_configs_common")
-    if common is None and path.exists():
-        spec = importlib.util.spec_from_file_location("twister_jax_configs_common", path)
-        common = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(common)
-        sys.modules["twister_jax_configs_common"] = common
+    common = config_files.load_sibling(str(path), "common.py") if path.exists() else None
     if common is not None:
         return common.validate(config)
     config.lock()
