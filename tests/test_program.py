@@ -35,6 +35,8 @@ TIMEOUT = 900
 
 def _env():
     env = dict(os.environ)
+    # hundreds of steps: XLA's default CPU optimisation level, not the tests' compile-fast level 0 (conftest)
+    env["XLA_FLAGS"] = env.get("TWISTER_TEST_XLA_FLAGS_ORIG", env.get("XLA_FLAGS", ""))
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO), env.get("PYTHONPATH", "")] if p)
     return env
 
@@ -255,6 +257,7 @@ def test_quickstart_notebook(runs, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
     monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])
+    monkeypatch.setenv("XLA_FLAGS", _env()["XLA_FLAGS"])
     monkeypatch.setenv("TWISTER_NOTEBOOK_TEST", "1")
     monkeypatch.setenv("TWISTER_NOTEBOOK_WORKDIR", str(tmp_path / "nb_run"))
     nb = nbformat.read(REPO / "experiments" / "notebooks" / "quickstart.ipynb", as_version=4)
