@@ -383,8 +383,14 @@ class Trainer:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 handlers[sig] = signal.signal(sig, self._on_signal)
         try:
+            if self.replay.num_windows < c.prefill_windows:
+                self.progress.write(f"[prefill] collecting {c.prefill_windows} windows of {c.seq_len} steps "
+                                    f"before the first gradient step")
             while self.replay.num_windows < c.prefill_windows and not self.stop_requested:
                 self.env_step()
+                self.progress.update(self.step, env_steps=self.env_steps, phase="prefill")
+            self.progress.update(self.step, env_steps=self.env_steps, phase="train")
+            self.progress.restart_clock()
             if self.step > 0 and (self.step % c.eval_every == 0 or self.step >= c.num_train_steps) \
                     and self.last_eval_step != self.step:
                 self._epoch_end()  # an evaluation interrupted by a signal is redone
@@ -392,10 +398,8 @@ class Trainer:
                 self.train_step()
                 if self.step % c.env_step_every == 0:
                     self.env_step()
-                if self.step % c.log_every == 0:
-                    row = self.log_row()
-                    self.progress.update(self.step, env_steps=self.env_steps, loss=row.get("loss"),
-                                         score=self.last_score)
+                loss = self.log_row().get("loss") if self.step % c.log_every == 0 else None
+                self.progress.update(self.step, env_steps=self.env_steps, loss=loss, score=self.last_score)
                 self._epoch_end()
             if self.stop_requested:
                 self.save()

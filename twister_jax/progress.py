@@ -27,7 +27,7 @@ class Progress:
         self.interval = interval
         self.desc = desc
         self.fields: dict = {}
-        self._t0, self._n0 = time.time(), self.n
+        self._t0, self._n0, self._env0 = time.time(), self.n, None
         self._last_print = 0.0
         self._bar = None
         if self.tty:
@@ -42,14 +42,25 @@ class Progress:
         dt = time.time() - self._t0
         return (self.n - self._n0) / dt if dt > 0 else 0.0
 
+    def restart_clock(self) -> None:
+        """Measures the rates from now on (call when gradient steps begin, after pre-fill)."""
+        self._t0, self._n0, self._env0 = time.time(), self.n, self.fields.get("env_steps")
+
     def update(self, n: int, **fields) -> None:
-        """Sets the step count to `n` and the displayed fields (e.g. env_steps, score)."""
+        """Sets the step count to `n` and the displayed fields (e.g. env_steps, score, phase).
+
+        Cheap enough to call every step: the bar redraws at most every second and a plain line is
+        printed at most every `interval` seconds, also while `n` does not move (pre-fill)."""
         self.fields.update({k: v for k, v in fields.items() if v is not None})
         delta, self.n = n - self.n, n
+        now = time.time()
         if self._bar is not None:
-            self._bar.update(delta)
-            self._bar.set_postfix(self._postfix(), refresh=False)
-        elif time.time() - self._last_print >= self.interval:
+            if delta:
+                self._bar.update(delta)
+            if now - self._last_print >= 1.0:
+                self._bar.set_postfix(self._postfix(), refresh=True)
+                self._last_print = now
+        elif now - self._last_print >= self.interval:
             self.print_line()
 
     def _postfix(self) -> dict:
@@ -62,8 +73,11 @@ class Progress:
         rate = self.rate()
         eta = (self.total - self.n) / rate if rate > 0 else float("nan")
         extra = " ".join(f"{k}={v}" for k, v in self._postfix().items())
+        dt = time.time() - self._t0
+        if self._env0 is not None and dt > 0:
+            extra += f" env_steps/s={(self.fields.get('env_steps', self._env0) - self._env0) / dt:.3g}"
         print(f"[{self.desc}] step {self.n}/{self.total} ({100.0 * self.n / max(self.total, 1):.1f}%) "
-              f"{rate:.2f} steps/s eta {_fmt_time(eta)} {extra}".rstrip(), file=self.stream, flush=True)
+              f"{rate:.3g} steps/s eta {_fmt_time(eta)} {extra}".rstrip(), file=self.stream, flush=True)
         self._last_print = time.time()
 
     def write(self, line: str) -> None:
