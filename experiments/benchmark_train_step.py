@@ -21,17 +21,19 @@ Columns:
 Anchor (issue 5): the original's whole gradient step at full Atari size takes 12.9 s on a 2-core CPU
 machine like this one (world model 3.9 s, actor + imagination 8.3 s, critic 0.8 s; float32, peak ~10 GiB).
 
-Measured (CPU, 2 cores shared with other jobs: load average 5-9, so every number is inflated; no GPU
-was lent; jax 0.10.2; one row per run, 2026-11-26):
+Measured (CPU, 2 cores, idle machine (load ~1.9 = this benchmark), jax 0.10.2, no GPU lent;
+2026-11-26; full sizes one row per run with --steps 2 --no-split):
 
-| size | dtype | B | T | H | compile_s | step_ms | wm_ms | imag_ms | ac_ms | steps/s | peak_MiB | load |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|
-| tiny | float32 | 4 | 16 | 5 | 173.6 | 739.3 | 384.0 | 12.1 | 343.2 | 1.35 | 1568 | 9.0 |
-| tiny | bfloat16 | 4 | 16 | 5 | 226.1 | 677.8 | 515.1 | 9.8 | 152.9 | 1.48 | 1732 | 9.2 |
-| atari | float32 | 16 | 64 | 15 | 257.5 | 81794 (1 step) | - | - | - | 0.0122 | 9582 | 5.5 |
+| size | dtype | B | T | H | compile_s | step_ms | wm_ms | imag_ms | ac_ms | steps/s | peak_MiB |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+| tiny | float32 | 4 | 16 | 5 | 51.2 | 145.8 | 134.9 | 5.2 | 5.7 | 6.86 | 1508 |
+| tiny | bfloat16 | 4 | 16 | 5 | 49.5 | 146.1 | 136.3 | 5.8 | 3.9 | 6.85 | 1684 |
+| atari | float32 | 16 | 64 | 15 | 50.2 | 21851 | - | - | - | 0.0458 | 9051 |
+| dmc | float32 | 16 | 64 | 15 | 47.6 | 23505 | - | - | - | 0.0425 | 9079 |
 
-Piece compile times (tiny): world-model piece 176 s (f32), imagination piece 30 s (f32). The full Atari
-float32 step (82 s under load ~5.5) is far slower than the original's 12.9 s anchor: not yet profiled.
+The full Atari step is 1.7x the original's 12.9 s anchor, in less memory (8.8 GiB vs ~10 GiB). In the
+training loop (`python -m twister_jax.train --config=configs/atari.py:alien`, same machine) steady
+state is about 15 s per gradient step including its env step. bfloat16 is no faster on CPU.
 
 Usage:
   python experiments/benchmark_train_step.py                                   # tiny, all dtypes
