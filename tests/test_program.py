@@ -218,18 +218,18 @@ def test_corrupt_checkpoint_falls_back(runs, tmp_path, caplog):
 
 
 def _random_policy_returns(config, episodes):
-    from twister_jax import loop
+    from twister_jax import acting
 
     n = min(config.eval_envs, episodes)
-    envs = loop.EnvGroup(config.env, [loop.env_seed(config.seed, loop.EVAL, 10_000 + i) for i in range(n)])
+    envs = acting.EnvGroup(config.env, [acting.env_seed(config.seed, acting.EVAL, 10_000 + i) for i in range(n)])
     rng = np.random.default_rng(0)
     returns = []
     try:
         for j in range(episodes):
-            t = envs.reset(j % n, seed=loop.env_seed(config.seed, loop.EVAL, j))
+            t = envs.reset(j % n, seed=acting.env_seed(config.seed, acting.EVAL, j))
             total, done = 0.0, False
             while not done:
-                acts, _ = loop.env_actions(config, loop.random_actions(config, rng, n))
+                acts, _ = acting.env_actions(config, acting.random_actions(config, rng, n))
                 mask = np.zeros(n, bool)
                 mask[j % n] = True
                 t = envs.step(acts, mask=mask)[j % n]
@@ -310,15 +310,15 @@ class _CountingAgent:
 def test_evaluation_quota_and_seeds():
     """Each eval env plays its fixed quota, every episode is finished, seeds are per episode."""
     import jax
-    from twister_jax import loop
+    from twister_jax import acting
 
     config = get_config("tiny", "fake")
-    assert loop.eval_quotas(10, 4) == [3, 3, 2, 2] and sum(loop.eval_quotas(100, 10)) == 100
+    assert acting.eval_quotas(10, 4) == [3, 3, 2, 2] and sum(acting.eval_quotas(100, 10)) == 100
     for n_envs in (1, 3):
-        envs = loop.EnvGroup(config.env, list(range(n_envs)), num_workers=0)
+        envs = acting.EnvGroup(config.env, list(range(n_envs)), num_workers=0)
         agent = _CountingAgent(config.env.num_actions)
         try:
-            res = loop.run_episodes(agent, None, config, envs, 5, jax.random.key(0))
+            res = acting.run_episodes(agent, None, config, envs, 5, jax.random.key(0))
         finally:
             envs.close()
         assert len(res["returns"]) == 5 and all(x == config.env.time_limit_frames for x in res["lengths"])

@@ -65,7 +65,8 @@ class EnvGroup:
             log.warning("closing envs failed: %s", exc)
 
 
-def _stack_obs(timesteps):
+def stack_obs(timesteps):
+    """Timesteps of N envs -> (images (N, H, W, 3) uint8, is_first (N,) bool)."""
     image = np.stack([np.asarray(t.image, np.uint8) for t in timesteps])
     is_first = np.array([bool(t.is_first) for t in timesteps])
     return image, is_first
@@ -128,7 +129,7 @@ def run_episodes(agent, params, config, env_group: EnvGroup, episodes: int, key,
     while active.any():
         if should_stop():
             return None
-        image, is_first = _stack_obs(ts)
+        image, is_first = stack_obs(ts)
         act_state, action = agent.policy_step(params, act_state, image, is_first,
                                               jax.random.fold_in(key, t), greedy=True)
         env_act, _ = env_actions(config, np.asarray(action))

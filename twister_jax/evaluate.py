@@ -55,7 +55,7 @@ def write_video(path, frames, fps: int = 15) -> None:
 def evaluate(workdir, episodes=None, video=None, agent=None) -> dict:
     """Library form of the command; returns the printed dict."""
     import jax
-    from twister_jax import checkpoint, loop
+    from twister_jax import acting, checkpoint
 
     config = load_config(workdir)
     jax.config.update("jax_threefry_partitionable", True)
@@ -64,17 +64,17 @@ def evaluate(workdir, episodes=None, video=None, agent=None) -> dict:
         from twister_jax import agent as agent_lib
         agent = agent_lib.make_agent(config)
     base = jax.random.key(int(config.seed))
-    state = agent.init_state(jax.random.fold_in(base, loop.INIT))
+    state = agent.init_state(jax.random.fold_in(base, acting.INIT))
     ckpt = checkpoint.Checkpointer(workdir, config, read_only=True)
     restored = ckpt.restore(checkpoint.abstract_like(state), None, None, items=("train",), quarantine=False)
     if restored is None:
         raise FileNotFoundError(f"no readable checkpoint in {pathlib.Path(workdir) / 'checkpoints'}")
     episodes = int(episodes or config.eval_episodes)
     n = max(1, min(int(config.eval_envs), episodes))
-    envs = loop.EnvGroup(config.env, [loop.env_seed(config.seed, loop.EVAL, 10_000 + i) for i in range(n)])
+    envs = acting.EnvGroup(config.env, [acting.env_seed(config.seed, acting.EVAL, 10_000 + i) for i in range(n)])
     try:
-        key = jax.random.fold_in(jax.random.fold_in(base, loop.EVAL), restored.step)
-        res = loop.run_episodes(agent, restored.train_state.params, config, envs, episodes, key,
+        key = jax.random.fold_in(jax.random.fold_in(base, acting.EVAL), restored.step)
+        res = acting.run_episodes(agent, restored.train_state.params, config, envs, episodes, key,
                                 record_first=video is not None)
     finally:
         envs.close()

@@ -42,9 +42,8 @@ from typing import Optional
 
 import numpy as np
 
-from twister_jax.acting import (  # noqa: F401 - eval_quotas re-exported for evaluate/tests
-    ACT, EVAL, FIGURES, INIT, TRAIN, EnvGroup, _stack_obs, env_actions, env_seed, eval_quotas,
-    random_actions, run_episodes)
+from twister_jax.acting import (
+    ACT, EVAL, FIGURES, INIT, TRAIN, EnvGroup, env_actions, env_seed, random_actions, run_episodes, stack_obs)
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +248,7 @@ class Trainer:
     def env_step(self) -> None:
         """One batched env step of the training envs (spec 7.3)."""
         import jax
-        image, is_first = _stack_obs(self.obs)
+        image, is_first = stack_obs(self.obs)
         key = jax.random.fold_in(self.keys[ACT], self.act_calls)
         self.act_state, action = self.agent.policy_step(self.train_state.params, self.act_state, image, is_first,
                                                         key, greedy=False)
