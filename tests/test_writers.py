@@ -53,6 +53,36 @@ def test_jsonl_rows_and_resume_truncation(tmp_path):
     assert path.read_text() == ""
 
 
+def test_jsonl_resume_keeps_damaged_lines_aside(tmp_path, caplog):
+    """A damaged line (disk error, a torn last line left by a kill) is reported and kept, not lost."""
+    path = tmp_path / "metrics.jsonl"
+    good = [json.dumps({"step": s, "loss": s / 100}) for s in (100, 200, 300)]
+    lines = [good[0], '{"step": 150, "lo\x00\x00ss": 1', good[1], "[1, 2]", good[2]]
+    path.write_bytes(("\n".join(lines) + "\n").encode() + b'\xff\xfe{"step": 400, "loss"')
+    with caplog.at_level("WARNING", logger="twister_jax.writers"):
+        w = writers.JsonlWriter(path, resume_step=300)
+    w.close()
+    assert [r["step"] for r in writers.read_jsonl(path)] == [100, 200, 300]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings  # one summary line naming the file and the line numbers
+    assert str(path) in warnings[0] and "2, 4, 6" in warnings[0] and "metrics.jsonl.damaged" in warnings[0]
+    assert "\n" not in warnings[0]
+    aside = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl.damaged").read_text().splitlines()]
+    assert [(a["line"], a["torn_last_line"]) for a in aside] == [(2, False), (4, False), (6, True)]
+    assert aside[0]["text"] == lines[1] and aside[1]["text"] == "[1, 2]"
+    assert aside[2]["text"] == '\\xff\\xfe{"step": 400, "loss"'
+    # a second resume appends to the kept-aside file; a clean file reports nothing
+    with open(path, "a") as f:
+        f.write('{"step": 3')
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="twister_jax.writers"):
+        writers.JsonlWriter(path, resume_step=300).close()
+        writers.JsonlWriter(path, resume_step=300).close()
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1
+    aside = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl.damaged").read_text().splitlines()]
+    assert [a["line"] for a in aside] == [2, 4, 6, 4] and aside[-1]["text"] == '{"step": 3'
+
+
 def test_tensorboard_scalars_images_videos(tmp_path):
     logdir = tmp_path / "tb"
     w = writers.TensorBoardWriter(logdir, fps=5)

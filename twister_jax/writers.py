@@ -145,8 +145,11 @@ class JsonlWriter(MetricWriter):
     Args:
       path: the file (e.g. `<workdir>/metrics.jsonl`); parent folders are created.
       resume_step: None starts a new file (an existing one is replaced). An int keeps the existing
-        rows with `step <= resume_step` (and drops a partial last line left by a kill), rewriting
-        the file atomically, then appends.
+        rows with `step <= resume_step`, rewriting the file atomically, then appends. A line that
+        is not a JSON object (a disk error, or a last line cut by a kill) is not dropped silently:
+        it is appended to `<path>.damaged` (one JSON object per line: `{"line", "torn_last_line",
+        "text"}`, the line number in the file as it was, the bytes as text with undecodable bytes
+        written `\\xNN`) and one warning names the file and the line numbers.
     """
 
     def __init__(self, path, resume_step: Optional[int] = None):
@@ -154,13 +157,10 @@ class JsonlWriter(MetricWriter):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         keep = []
         if resume_step is not None and self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a kill
-                if isinstance(row, dict) and row.get("step", 0) <= resume_step:
-                    keep.append(line)
+            rows, damaged = _parse_jsonl(self.path.read_bytes())
+            keep = [line for row, line in rows if row.get("step", 0) <= resume_step]
+            if damaged:
+                _keep_aside(self.path, damaged)
         tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
         tmp.write_text("".join(line + "\n" for line in keep))
         os.replace(tmp, self.path)
@@ -181,6 +181,46 @@ class JsonlWriter(MetricWriter):
         if not self._file.closed:
             self.flush()
             self._file.close()
+
+
+def _parse_jsonl(data: bytes):
+    """(rows, damaged): rows = [(dict, line text)]; damaged = [(line number, bytes, is torn last line)].
+
+    Blank lines are neither. A last line without its newline that parses is a complete row.
+    """
+    lines = data.split(b"\n")
+    last_complete = lines[-1] == b""
+    if last_complete:
+        lines.pop()
+    rows, damaged = [], []
+    for i, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+            row = json.loads(text)
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError
+            row = None
+        if isinstance(row, dict):
+            rows.append((row, text))
+        else:
+            damaged.append((i, raw, i == len(lines) and not last_complete))
+    return rows, damaged
+
+
+def _keep_aside(path: pathlib.Path, damaged) -> None:
+    """Appends `damaged` lines of `path` to `<path>.damaged` (fsynced) and warns once naming them."""
+    aside = path.with_name(path.name + ".damaged")
+    with open(aside, "a", encoding="utf-8") as f:
+        for i, raw, torn in damaged:
+            f.write(json.dumps({"line": i, "torn_last_line": torn,
+                                "text": raw.decode("utf-8", "backslashreplace")}) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    numbers = [f"{i} (torn last line)" if torn else str(i) for i, _, torn in damaged]
+    shown = ", ".join(numbers[:20]) + (f", ... ({len(numbers) - 20} more)" if len(numbers) > 20 else "")
+    log.warning("%s: %d damaged line%s (line %s) not JSON rows; kept aside in %s",
+                path, len(numbers), "" if len(numbers) == 1 else "s", shown, aside)
 
 
 def read_jsonl(path) -> list:
