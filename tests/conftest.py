@@ -9,11 +9,13 @@
   Set ``TWISTER_TEST_XLA_OPT_LEVEL=default`` to test with XLA's defaults. The end-to-end training
   subprocesses (tests/test_program.py) run at the user's own XLA_FLAGS: they run hundreds of steps.
 * float32 "highest" matmul precision so golden comparisons are meaningful on any backend.
-* `golden_dir()`: the fixture folder, from TWISTER_GOLDEN_DIR (relative paths resolve against the
-  repository root), default ../shared/golden.
+* `golden_dir()`: the golden fixture folder, tests/golden/ or TWISTER_GOLDEN_DIR (resolved in
+  tests/golden_utils.py, re-exported here for the tests that import it from conftest).
 """
 import os
 import pathlib
+
+from golden_utils import golden_dir  # noqa: F401  (imported by tests as `from conftest import golden_dir`)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -27,14 +29,6 @@ os.environ.setdefault("TWISTER_TEST_XLA_FLAGS_ORIG", os.environ.get("XLA_FLAGS",
 _OPT_LEVEL = os.environ.get("TWISTER_TEST_XLA_OPT_LEVEL", "0")
 if _OPT_LEVEL != "default" and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_backend_optimization_level={_OPT_LEVEL}").strip()
-
-
-def golden_dir() -> pathlib.Path:
-    raw = os.environ.get("TWISTER_GOLDEN_DIR", "../shared/golden")
-    path = pathlib.Path(raw)
-    if not path.is_absolute():
-        path = (REPO_ROOT / path).resolve()
-    return path
 
 
 def pytest_configure(config):
