@@ -23,8 +23,9 @@ class FakeReplay:
         self.log.append(("replay.save", step, sorted(os.listdir(pathlib.Path(directory).parent / "checkpoints"))))
 
     def restore(self, directory, step):
-        if not pathlib.Path(directory, f"chunk_{step}").exists():
-            raise FileNotFoundError(f"no replay chunk for step {step}")
+        path = pathlib.Path(directory, f"chunk_{step}")
+        if not path.exists():
+            raise FileNotFoundError(f"missing replay file {path}")
         self.log.append(("replay.restore", step))
 
 
@@ -103,7 +104,7 @@ def test_corrupt_newest_falls_back(tmp_path, config, caplog):
     c.close()
 
 
-def test_missing_replay_chunk_falls_back(tmp_path, config):
+def test_missing_replay_of_intact_checkpoint_is_named_not_skipped(tmp_path, config):
     rep = FakeReplay([])
     c = ckpt.Checkpointer(tmp_path, config)
     for step in (100, 200):
@@ -111,8 +112,65 @@ def test_missing_replay_chunk_falls_back(tmp_path, config):
     c.close()
     os.remove(tmp_path / "replay" / "chunk_200")
     train, act, _ = _trees(0)
-    r = ckpt.Checkpointer(tmp_path, config).restore(ckpt.abstract_like(train), ckpt.abstract_like(act), rep)
-    assert r.step == 100
+    # falling back to step 100 (or to step 0) would silently throw away work: it stops, naming things
+    with pytest.raises(ckpt.ReplayUnavailableError) as err:
+        ckpt.Checkpointer(tmp_path, config).restore(ckpt.abstract_like(train), ckpt.abstract_like(act), rep)
+    msg = str(err.value)
+    assert str(tmp_path / "checkpoints" / "200") in msg and "chunk_200" in msg and "--allow_empty_replay" in msg
+    assert ckpt.Checkpointer(tmp_path, config).steps() == [100, 200]  # nothing moved aside
+    # allowed explicitly: the newest checkpoint's train state, the replay left as it was (empty)
+    r = ckpt.Checkpointer(tmp_path, config).restore(ckpt.abstract_like(train), ckpt.abstract_like(act), rep,
+                                                    allow_empty_replay=True)
+    assert r.step == 200 and not r.replay_restored
+    jax.tree.map(np.testing.assert_array_equal, r.train_state, _trees(200)[0])
+
+
+def test_checkpoint_holds_no_pickle_and_never_unpickles(tmp_path, config, monkeypatch):
+    import pickle
+
+    c = ckpt.Checkpointer(tmp_path, config)
+    train, act, host = _trees(100)
+    c.save(100, train, act, host, FakeReplay([]))
+    c.close()
+    step_dir = tmp_path / "checkpoints" / "100"
+    files = [p for p in step_dir.rglob("*") if p.is_file()]
+    assert files and not any(p.read_bytes()[:1] == b"\x80" for p in files), "a pickle in the checkpoint"
+    assert not any(b"blob" in p.read_bytes() for p in files if p.name == "metadata")
+
+    class Payload:  # unpickling this would create the marker file
+        def __reduce__(self):
+            return (pathlib.Path.touch, (tmp_path / "pwned",))
+
+    crafted = pickle.dumps(Payload())
+    (step_dir / "host" / "blob.pkl").write_bytes(crafted)
+    (step_dir / "host_arrays" / "state.pickle").write_bytes(crafted)
+    (tmp_path / "replay" / "chunk_100.npz").write_bytes(crafted)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("restore unpickled something")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    train0, act0, _ = _trees(0)
+    r = ckpt.Checkpointer(tmp_path, config).restore(ckpt.abstract_like(train0), ckpt.abstract_like(act0),
+                                                    FakeReplay([]))
+    assert r.step == 100 and r.host == host
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_old_pickled_host_state_is_refused_not_loaded(tmp_path, config):
+    import orbax.checkpoint as ocp
+
+    train, act, _ = _trees(100)
+    manager = ocp.CheckpointManager((tmp_path / "checkpoints").absolute(), item_names=("train", "act", "host"))
+    manager.save(100, args=ocp.args.Composite(
+        train=ocp.args.StandardSave(train), act=ocp.args.StandardSave(act),
+        host=ocp.args.JsonSave({"step": 100, "config": ckpt.config_to_dict(config), "meta": {}, "blob": "gASVAA=="})))
+    manager.wait_until_finished()
+    manager.close()
+    with pytest.raises(ckpt.IncompatibleCheckpointError, match="pickled host state"):
+        ckpt.Checkpointer(tmp_path, config).restore(ckpt.abstract_like(train), ckpt.abstract_like(act))
+    assert (tmp_path / "checkpoints" / "100").exists()  # not moved aside as damage
 
 
 def test_incompatible_config_is_refused(tmp_path, config):
@@ -129,6 +187,11 @@ def test_incompatible_config_is_refused(tmp_path, config):
         ckpt.Checkpointer(tmp_path, other).restore(ckpt.abstract_like(train), ckpt.abstract_like(act))
     assert "env.task" in str(err.value) and "num_train_steps" not in str(err.value)
     (tmp_path / "config.json").write_text(json.dumps(ckpt.config_to_dict(config)))
+    with pytest.raises(ckpt.IncompatibleCheckpointError, match="model.hidden"):
+        ckpt.check_workdir_compatible(tmp_path, other)
+    ckpt.check_workdir_compatible(tmp_path, config)
+    # a removed config.json does not hide the run: the checkpoint's own config is compared
+    (tmp_path / "config.json").unlink()
     with pytest.raises(ckpt.IncompatibleCheckpointError, match="model.hidden"):
         ckpt.check_workdir_compatible(tmp_path, other)
     ckpt.check_workdir_compatible(tmp_path, config)

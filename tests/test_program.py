@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from config_utils import get_config
+from twister_jax.envs.vector import VectorEnv
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = f"{REPO}/configs/tiny.py:fake"
@@ -212,21 +213,19 @@ def test_corrupt_checkpoint_falls_back(runs, tmp_path, caplog):
         assert newest not in _steps(work)
         assert all(r["step"] <= trainer.step for r in _rows(work / "metrics.jsonl"))
     finally:
-        trainer.ckpt.close()
-        trainer.out.close()
-        trainer.envs.close()
+        trainer.close()
 
 
 def _random_policy_returns(config, episodes):
     from twister_jax import acting
 
     n = min(config.eval_envs, episodes)
-    envs = acting.EnvGroup(config.env, [acting.env_seed(config.seed, acting.EVAL, 10_000 + i) for i in range(n)])
+    envs = VectorEnv(config.env, [acting.env_seed(config.seed, acting.EVAL, 10_000 + i) for i in range(n)])
     rng = np.random.default_rng(0)
     returns = []
     try:
         for j in range(episodes):
-            t = envs.reset(j % n, seed=acting.env_seed(config.seed, acting.EVAL, j))
+            t = envs.reset_one(j % n, seed=acting.env_seed(config.seed, acting.EVAL, j))
             total, done = 0.0, False
             while not done:
                 acts, _ = acting.env_actions(config, acting.random_actions(config, rng, n))
@@ -315,7 +314,7 @@ def test_evaluation_quota_and_seeds():
     config = get_config("tiny", "fake")
     assert acting.eval_quotas(10, 4) == [3, 3, 2, 2] and sum(acting.eval_quotas(100, 10)) == 100
     for n_envs in (1, 3):
-        envs = acting.EnvGroup(config.env, list(range(n_envs)), num_workers=0)
+        envs = VectorEnv(config.env, list(range(n_envs)), num_workers=0)
         agent = _CountingAgent(config.env.num_actions)
         try:
             res = acting.run_episodes(agent, None, config, envs, 5, jax.random.key(0))

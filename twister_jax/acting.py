@@ -1,20 +1,14 @@
-"""Acting on the host: env groups, action conversion, and greedy evaluation episodes.
+"""Acting on the host: PRNG purposes, action conversion, and greedy evaluation episodes.
 
-Used by the training loop (`twister_jax.loop`) and by `twister_jax.evaluate`; the device side is
-`agent.policy_step`. Evaluation follows spec 1.3 and INTERFACES §3: `eval_envs` envs play a fixed
+Used by the training envs' `Collector`, the loop's `Evaluator` and `twister_jax.evaluate`; the device
+side is `agent.policy_step`; the envs are a `twister_jax.envs.VectorEnv`. Evaluation follows spec 1.3 and INTERFACES §3: `eval_envs` envs play a fixed
 quota of the episodes each, seeded per episode, every episode from an empty KV cache.
 """
 from __future__ import annotations
 
-import logging
-import os
-from typing import Optional
-
 import numpy as np
 
 from twister_jax.policy_dist import is_discrete
-
-log = logging.getLogger(__name__)
 
 # fold_in / seed purposes of a run (INTERFACES §4)
 INIT, TRAIN, ACT, EVAL, FIGURES = 0, 1, 2, 3, 4
@@ -23,46 +17,6 @@ INIT, TRAIN, ACT, EVAL, FIGURES = 0, 1, 2, 3, 4
 def env_seed(seed: int, *purpose: int) -> int:
     """A 31-bit env seed for (seed, purpose...), independent between purposes."""
     return int(np.random.SeedSequence([int(seed), *[int(p) for p in purpose]]).generate_state(1)[0] & 0x7FFFFFFF)
-
-
-# ------------------------------------------------------------------------------------------ envs
-class EnvGroup:
-    """N envs stepped together (`twister_jax.envs.VectorEnv`), with explicit per-env resets.
-
-    Workers: none for a single env (stepped in this process), else `min(N, cpu count)` worker
-    processes with the envs dealt round-robin. The loop calls `reset(i)` right after every `is_last`
-    (including an env's error step), so the vector env's auto-reset never triggers.
-    """
-
-    def __init__(self, env_config, seeds: list[int], *, num_workers: Optional[int] = None):
-        from twister_jax.envs import VectorEnv
-        self.n = len(seeds)
-        if num_workers is None:
-            num_workers = 0 if self.n == 1 else min(self.n, os.cpu_count() or 1)
-        self._vec = VectorEnv(env_config, [int(s) for s in seeds], num_workers=num_workers)
-        self.num_actions = getattr(self._vec, "num_actions", None)
-
-    def reset_all(self):
-        return list(self._vec.reset())
-
-    def reset(self, i: int, seed: Optional[int] = None):
-        return self._vec.reset_one(int(i), seed=None if seed is None else int(seed))
-
-    def step(self, actions, mask=None):
-        """Steps env i with actions[i] where mask[i] (default all); the others get None."""
-        return list(self._vec.step(actions, mask=mask))
-
-    def get_states(self) -> list:
-        return list(self._vec.get_state())
-
-    def set_states(self, states: list) -> None:
-        self._vec.set_state(list(states))
-
-    def close(self) -> None:
-        try:
-            self._vec.close()
-        except Exception as exc:  # noqa: BLE001 - closing must not mask the real outcome
-            log.warning("closing envs failed: %s", exc)
 
 
 def stack_obs(timesteps):
@@ -96,9 +50,9 @@ def eval_quotas(episodes: int, envs: int) -> list[int]:
     return [episodes // envs + (1 if i < episodes % envs else 0) for i in range(envs)]
 
 
-def run_episodes(agent, params, config, env_group: EnvGroup, episodes: int, key, *,
+def run_episodes(agent, params, config, env_group, episodes: int, key, *,
                  should_stop=lambda: False, record_first: bool = False):
-    """Greedy evaluation episodes on `env_group` (spec 1.3, INTERFACES §3), batched `policy_step`.
+    """Greedy evaluation episodes on `env_group` (a `VectorEnv`) (spec 1.3, INTERFACES §3), batched `policy_step`.
 
     Env i plays `eval_quotas(episodes, n)[i]` episodes; episode j (global index: env 0's first, ...)
     is reset with seed `env_seed(config.seed, EVAL, j)`. Every episode starts with an empty acting
@@ -115,7 +69,7 @@ def run_episodes(agent, params, config, env_group: EnvGroup, episodes: int, key,
     starts = np.cumsum([0] + quotas[:-1])
     played = np.zeros(n, int)
     active = np.array([q > 0 for q in quotas])
-    ts = [env_group.reset(i, seed=env_seed(config.seed, EVAL, starts[i])) if active[i] else None
+    ts = [env_group.reset_one(i, seed=env_seed(config.seed, EVAL, starts[i])) if active[i] else None
           for i in range(n)]
     blank = next(t for t in ts if t is not None)
     ts = [t if t is not None else blank for t in ts]
@@ -153,7 +107,7 @@ def run_episodes(agent, params, config, env_group: EnvGroup, episodes: int, key,
                 if i == 0:
                     recording = False
                 if played[i] < quotas[i]:
-                    ts[i] = env_group.reset(i, seed=env_seed(config.seed, EVAL, starts[i] + played[i]))
+                    ts[i] = env_group.reset_one(i, seed=env_seed(config.seed, EVAL, starts[i] + played[i]))
                     reset_mask[i] = True
                 else:
                     active[i] = False

@@ -7,9 +7,16 @@ One checkpoint (one Orbax step directory `<workdir>/checkpoints/<step>/`) holds 
 * `act`:   the acting state pytree of the training envs (latent, previous action, 8-slot KV cache,
   flags, validity mask), `StandardSave`;
 * `host`:  a JSON object with the resolved config (for the compatibility check), readable counters,
-  and `blob`: a base64 pickle of everything host-side the next step depends on (host NumPy RNG
-  states, counters, the observations in flight, the environments' `get_state()` dicts -- ALE states
-  are bytes, which is why they travel pickled --, the metric accumulators since the last log row).
+  and `state`: the JSON part of everything host-side the next step depends on (the parts'
+  `get_state()`: host NumPy RNG states, counters, the observations in flight, the environments'
+  states, the metric accumulators since the last log row), encoded by `twister_jax.state_codec`;
+* `host_arrays`: the arrays that JSON refers to (images, emulator states as uint8 arrays, ...),
+  `StandardSave`.
+
+Nothing is pickled, and restoring never unpickles: JSON and plain arrays only (an object array is
+refused), so a checkpoint someone shares cannot run code. With several processes each process
+writes its own host state as `<workdir>/host_state/process_<i>/<step>.json` and `.npz` (loaded
+with `allow_pickle=False`).
 
 Order of a save (INTERFACES §3 "Replay persistence", spec 7.6): the replay buffer writes its new
 records synchronously into `<workdir>/replay` tagged with the step, then the Orbax step is saved
@@ -18,11 +25,15 @@ commits the step directory atomically (rename) when every item is written. A kil
 leaves replay chunks newer than the newest committed step, which `ReplayBuffer.restore(dir, step)`
 ignores and the next save overwrites.
 
-Restore walks the committed steps newest first. A step that fails to read (truncated or corrupt
-files, a damaged blob, replay chunks missing) is skipped with a warning, moved aside to
+Restore walks the committed steps newest first. A step whose own files fail to read (truncated or
+corrupt files, damaged host state) is skipped with a warning, moved aside to
 `<workdir>/checkpoints_corrupt/` so the run can save that step number again, and the previous one is
-tried. A checkpoint written with an incompatible config raises `IncompatibleCheckpointError` naming
-the differing keys (never skipped: that is a user error, not damage).
+tried. A readable step whose replay is missing or damaged is NOT skipped (that would silently throw
+away every step since): `ReplayUnavailableError` names the checkpoint and the replay files, unless
+the caller allows an empty replay (`allow_empty_replay`, the train flag `--allow_empty_replay`),
+which keeps the train state and starts the replay empty. A checkpoint written with an incompatible
+config raises `IncompatibleCheckpointError` naming the differing keys (never skipped: that is a
+user error, not damage).
 
 Choices (not in the spec): keys that only schedule the run (`num_train_steps`, `*_every`,
 `checkpoint_keep`, `eval_episodes`, `eval_envs`, `compute_dtype`, `matmul_precision`) may change
@@ -30,22 +41,24 @@ between a checkpoint and its resume; every other key, including `seed`, must mat
 """
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import logging
-import os
 import pathlib
-import pickle
 import shutil
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from twister_jax import state_codec
+from twister_jax.files import atomic_write
+
 log = logging.getLogger(__name__)
+
+ITEMS = ("train", "act", "host", "host_arrays")
 
 # Keys that may differ between a checkpoint and the run resuming it (they change no shape, no
 # stored data and no meaning of the saved state). Everything else must be equal.
@@ -57,6 +70,10 @@ RESUMABLE_KEYS = (
 
 class IncompatibleCheckpointError(ValueError):
     """The workdir holds a run made with a different config (another game, other sizes, ...)."""
+
+
+class ReplayUnavailableError(ValueError):
+    """A readable checkpoint whose replay files are missing or damaged."""
 
 
 def config_to_dict(config) -> dict:
@@ -76,9 +93,16 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+# Keys of config.json that are bookkeeping, not config (see `record_resume`).
+BOOKKEEPING_KEYS = ("resumes",)
+
+
 def config_differences(saved: dict, current: dict) -> list[str]:
     """Keys (dotted) whose values differ and are not in RESUMABLE_KEYS, as 'key: saved -> current'."""
-    a, b = _flatten(saved), _flatten(config_to_dict(current) if not isinstance(current, dict) else current)
+    current = config_to_dict(current) if not isinstance(current, dict) else current
+    saved = {k: v for k, v in saved.items() if k not in BOOKKEEPING_KEYS}
+    current = {k: v for k, v in current.items() if k not in BOOKKEEPING_KEYS}
+    a, b = _flatten(saved), _flatten(current)
     diffs = []
     for key in sorted(set(a) | set(b)):
         if key in RESUMABLE_KEYS:
@@ -98,14 +122,40 @@ def check_compatible(saved: dict, current, where: str) -> None:
             + ". Use another --workdir, or the same config.")
 
 
-def check_workdir_compatible(workdir, config) -> None:
-    """Compares `config` with `<workdir>/config.json` if the workdir already holds a run.
+def resumable_changes(saved: dict, current) -> dict:
+    """{dotted key: [saved, current]} for the RESUMABLE_KEYS whose values differ."""
+    a = _flatten({k: v for k, v in saved.items() if k not in BOOKKEEPING_KEYS})
+    b = _flatten(config_to_dict(current) if not isinstance(current, dict) else current)
+    return {k: [a.get(k), b.get(k)] for k in RESUMABLE_KEYS if (k in a or k in b) and a.get(k) != b.get(k)}
 
-    Called by the CLI before anything is written, so a wrong resume fails without side effects.
+
+def _committed_step_dirs(directory: pathlib.Path) -> list[pathlib.Path]:
+    if not directory.is_dir():
+        return []
+    return sorted((p for p in directory.iterdir() if p.name.isdigit() and p.is_dir()), key=lambda p: int(p.name))
+
+
+def check_workdir_compatible(workdir, config) -> None:
+    """Compares `config` with the run already in `workdir`: `config.json` and the config saved in
+    every committed checkpoint (a removed or edited config.json does not hide the run).
+
+    Called before anything is written, so a wrong resume fails without side effects. Unreadable
+    checkpoint files are left to `Checkpointer.restore` (damage, not a config error).
     """
-    path = pathlib.Path(workdir) / "config.json"
-    if path.exists():
-        check_compatible(json.loads(path.read_text()), config, str(path))
+    workdir = pathlib.Path(workdir)
+    path = workdir / "config.json"
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise IncompatibleCheckpointError(f"{path} is unreadable ({exc}); restore or remove it") from None
+        check_compatible(saved, config, str(path))
+    for step_dir in _committed_step_dirs(workdir / "checkpoints"):
+        try:
+            saved = json.loads((step_dir / "host" / "metadata").read_text())["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        check_compatible(saved, config, f"checkpoint {step_dir}")
 
 
 def _copy_tree(tree):
@@ -123,8 +173,9 @@ class Restored:
     step: int
     train_state: Any
     act_state: Any
-    host: dict          # the unpickled host blob
-    meta: dict          # the JSON item (config, counters)
+    host: dict          # the parts' host state (decoded JSON + arrays)
+    meta: dict          # readable counters saved beside it
+    replay_restored: bool = True  # False: the replay was unavailable and left empty (allowed)
 
 
 class Checkpointer:
@@ -140,8 +191,8 @@ class Checkpointer:
         self.workdir = pathlib.Path(workdir)
         self.directory = self.workdir / "checkpoints"
         self.replay_dir = self.workdir / "replay"
-        # Multi-host: each process has its own envs and replay (INTERFACES §5); Orbax writes the JSON
-        # item from process 0 only, so the other processes keep their host blob in a file of their own.
+        # Multi-host: each process has its own envs and replay (INTERFACES §5); Orbax writes its items
+        # from process 0 only, so every process keeps its host state in files of its own.
         self.multiprocess = jax.process_count() > 1
         if self.multiprocess:
             self.replay_dir = self.workdir / "replay" / f"process_{jax.process_index()}"
@@ -158,7 +209,7 @@ class Checkpointer:
             self.manager = None
         else:
             self.manager = ocp.CheckpointManager(
-                self.directory.absolute(), options=options, item_names=("train", "act", "host"))
+                self.directory.absolute(), options=options, item_names=ITEMS)
 
     # ----------------------------------------------------------------------------------- saving
     def save(self, step: int, train_state, act_state, host: dict, replay=None, meta: Optional[dict] = None) -> bool:
@@ -173,18 +224,21 @@ class Checkpointer:
         if replay is not None:
             self.replay_dir.mkdir(parents=True, exist_ok=True)
             replay.save(str(self.replay_dir), step)
-        blob = base64.b64encode(pickle.dumps(host, protocol=pickle.HIGHEST_PROTOCOL)).decode("ascii")
+        tree, arrays = state_codec.encode(host)
+        host_item = {"step": step, "config": config_to_dict(self.config), "meta": meta or {},
+                     "time": time.time()}
         if self.multiprocess:
             self.host_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.host_dir / f".{step}.tmp"
-            tmp.write_text(blob)
-            os.replace(tmp, self.host_dir / f"{step}.b64")
-        host_item = {"step": step, "config": config_to_dict(self.config), "meta": meta or {},
-                     "blob": blob, "time": time.time()}
+            atomic_write(self.host_dir / f"{step}.npz", lambda f: np.savez(f, **arrays))
+            atomic_write(self.host_dir / f"{step}.json", json.dumps(tree))
+            arrays = {}
+        else:
+            host_item["state"] = tree
         self.manager.save(step, args=ocp.args.Composite(
             train=ocp.args.StandardSave(_copy_tree(train_state)),
             act=ocp.args.StandardSave(_copy_tree(act_state)),
             host=ocp.args.JsonSave(host_item),
+            host_arrays=ocp.args.StandardSave(arrays or {"none": np.zeros(1, np.uint8)}),
         ), force=True)
         return True
 
@@ -215,7 +269,8 @@ class Checkpointer:
         self.manager.reload()
 
     def restore(self, abstract_train=None, abstract_act=None, replay=None, *,
-                items=("train", "act", "host"), quarantine: bool = True) -> Optional[Restored]:
+                items=("train", "act", "host"), quarantine: bool = True,
+                allow_empty_replay: bool = False) -> Optional[Restored]:
         """Restores the newest readable checkpoint, or returns None when there is none.
 
         Args:
@@ -223,13 +278,22 @@ class Checkpointer:
           replay: a fresh `ReplayBuffer` to restore to the same step (skipped when None).
           items: which items to read.
           quarantine: move unreadable steps aside (False for read-only users such as evaluate).
+          allow_empty_replay: when the replay of the newest readable checkpoint is missing or
+            damaged, return that checkpoint with the replay left empty (`replay_restored=False`)
+            instead of raising.
         Raises:
           IncompatibleCheckpointError: the newest readable checkpoint has another config.
+          ReplayUnavailableError: its replay is missing or damaged (and not allowed to be).
         """
         for step in reversed(self.steps()):
             try:
                 meta = self.manager.restore(step, args=ocp.args.Composite(host=ocp.args.JsonRestore()))["host"]
                 check_compatible(meta["config"], self.config, f"checkpoint {self.directory / str(step)}")
+                if "blob" in meta and "host" in items:
+                    raise IncompatibleCheckpointError(
+                        f"checkpoint {self.directory / str(step)} holds a pickled host state (written by an "
+                        f"older twister_jax); it is never unpickled. Resume it with that version, or start a "
+                        f"new --workdir.")
             except IncompatibleCheckpointError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any read failure means a damaged step
@@ -241,19 +305,43 @@ class Checkpointer:
                     want["train"] = ocp.args.StandardRestore(abstract_train)
                 if abstract_act is not None and "act" in items:
                     want["act"] = ocp.args.StandardRestore(abstract_act)
+                if "host" in items and not self.multiprocess:
+                    want["host_arrays"] = ocp.args.StandardRestore()
                 out = self.manager.restore(step, args=ocp.args.Composite(**want)) if want else {}
-                blob = meta["blob"]
-                if self.multiprocess and "host" in items:
-                    blob = (self.host_dir / f"{step}.b64").read_text()
-                host = pickle.loads(base64.b64decode(blob)) if "host" in items else {}
-                if replay is not None:
-                    replay.restore(str(self.replay_dir), step)
+                host = self._read_host(step, meta, out) if "host" in items else {}
             except Exception as exc:  # noqa: BLE001
                 self._skip(step, exc, quarantine)
                 continue
+            replay_restored = replay is None or self._restore_replay(replay, step, allow_empty_replay)
             return Restored(step=step, train_state=out.get("train"), act_state=out.get("act"),
-                            host=host, meta=meta.get("meta", {}))
+                            host=host, meta=meta.get("meta", {}), replay_restored=replay_restored)
         return None
+
+    def _read_host(self, step: int, meta: dict, out) -> dict:
+        """The host state of `step` from JSON and plain arrays (never pickle)."""
+        if self.multiprocess:
+            tree = json.loads((self.host_dir / f"{step}.json").read_text())
+            with np.load(self.host_dir / f"{step}.npz", allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        else:
+            tree, arrays = meta["state"], dict(out["host_arrays"])
+        return state_codec.decode(tree, arrays)
+
+    def _restore_replay(self, replay, step: int, allow_empty: bool) -> bool:
+        try:
+            replay.restore(str(self.replay_dir), step)
+            return True
+        except Exception as exc:  # noqa: BLE001 - missing, truncated or foreign files
+            where = self.directory / str(step)
+            problem = f"{type(exc).__name__}: {str(exc)[:800]}"
+            if not allow_empty:
+                raise ReplayUnavailableError(
+                    f"checkpoint {where} is intact but its replay in {self.replay_dir} is missing or damaged "
+                    f"({problem}). Restore those files to resume exactly, or re-run with --allow_empty_replay "
+                    f"to keep the trained state (step {step}) and refill the replay from scratch.") from None
+            log.warning("replay of checkpoint %s unavailable (%s); resuming with an empty replay as asked "
+                        "(--allow_empty_replay)", where, problem)
+            return False
 
     def _skip(self, step: int, exc: Exception, quarantine: bool) -> None:
         reason = f"{type(exc).__name__}: {str(exc)[:300]}"

@@ -71,7 +71,8 @@ def evaluate(workdir, episodes=None, video=None, agent=None) -> dict:
         raise FileNotFoundError(f"no readable checkpoint in {pathlib.Path(workdir) / 'checkpoints'}")
     episodes = int(episodes or config.eval_episodes)
     n = max(1, min(int(config.eval_envs), episodes))
-    envs = acting.EnvGroup(config.env, [acting.env_seed(config.seed, acting.EVAL, 10_000 + i) for i in range(n)])
+    from twister_jax.envs.vector import VectorEnv
+    envs = VectorEnv(config.env, [acting.env_seed(config.seed, acting.EVAL, 10_000 + i) for i in range(n)])
     try:
         key = jax.random.fold_in(jax.random.fold_in(base, acting.EVAL), restored.step)
         res = acting.run_episodes(agent, restored.train_state.params, config, envs, episodes, key,

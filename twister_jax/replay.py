@@ -45,12 +45,13 @@ NumPy's `Generator.integers`, the same distribution.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import re
 from typing import Optional, Sequence
 
 import numpy as np
+
+from twister_jax.files import atomic_write
 
 _FORMAT_VERSION = 1
 _STATE_RE = re.compile(r"^state_(\d+)\.json$")
@@ -63,28 +64,6 @@ def _state_name(step: int) -> str:
 
 def _chunk_name(step: int) -> str:
     return f"chunk_{int(step):012d}.npz"
-
-
-def _atomic_write(path: pathlib.Path, write_fn) -> None:
-    """Writes via `write_fn(file)` to a temporary sibling, fsyncs, then renames onto `path`."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
 
 
 class _Stream:
@@ -361,7 +340,7 @@ class ReplayBuffer:
                 m = np.nonzero(order == s)[0]
                 for k in data:
                     data[k][m] = got[k]
-            _atomic_write(directory / _chunk_name(step),
+            atomic_write(directory / _chunk_name(step),
                           lambda f: np.savez(f, stream=order, index=index, **data))
             max_index = [int(index[order == s].max()) if np.any(order == s) else -1
                          for s in range(self.num_streams)]
@@ -369,7 +348,7 @@ class ReplayBuffer:
         # chunks whose records are all evicted are no longer needed by this step
         chunks = [c for c in chunks if any(c["max_index"][s] >= self._evicted[s] for s in range(self.num_streams))]
         state = {"step": step, "buffer": self.state_dict(), "chunks": chunks}
-        _atomic_write(directory / _state_name(step), lambda f: f.write(json.dumps(state).encode()))
+        atomic_write(directory / _state_name(step), json.dumps(state))
         self._chunks = chunks
         self._saved = np.array([s.count for s in self._streams], np.int64)
         self._pending = []
@@ -396,6 +375,19 @@ class ReplayBuffer:
             return []
         return sorted(int(m.group(1)) for p in directory.iterdir() if (m := _STATE_RE.match(p.name)))
 
+    @staticmethod
+    def missing_files(directory, step: int) -> list[str]:
+        """The files a restore to `step` needs that are not in `directory` (state file, chunks)."""
+        directory = pathlib.Path(directory)
+        path = directory / _state_name(step)
+        if not path.is_file():
+            return [str(path)]
+        try:
+            chunks = json.loads(path.read_text())["chunks"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+        return [str(directory / c["file"]) for c in chunks if not (directory / c["file"]).is_file()]
+
     def restore(self, directory, step: int) -> None:
         """Restores the buffer exactly as it was when `save(directory, step)` returned.
 
@@ -411,8 +403,10 @@ class ReplayBuffer:
 
     def _load(self, directory: pathlib.Path, step: int) -> None:
         path = directory / _state_name(step)
-        if not path.exists():
-            raise FileNotFoundError(f"no replay state for step {step} in {directory}")
+        missing = self.missing_files(directory, step)
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise FileNotFoundError(f"missing replay files: {shown}")
         state = json.loads(path.read_text())
         meta = state["buffer"]
         self._check_compatible(meta, str(path))

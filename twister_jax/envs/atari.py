@@ -20,13 +20,12 @@ Seeding (ours: the original seeds nothing, spec 10.18): ALE's `random_seed` and 
 generator both derive from `seed`; `reset(seed=s)` reloads the ROM with the new ALE seed (about
 0.3 s) and re-seeds the no-op generator, so an episode depends on `s` alone.
 
-`get_state()` keys: `ale` (bytes: pickled `cloneState(include_rng=True)`), `buffers` (uint8
+`get_state()` keys: `ale` (bytes: `cloneState(include_rng=True).serialize()`, no pickle), `buffers` (uint8
 (2, 210, 160, 3)), `noop_rng` (PCG64 state dict), `frames` (int, frames of this episode),
 `game` (str, checked on restore), `needs_reset` (bool), `seed` (int, the ALE seed in use).
 """
 from __future__ import annotations
 
-import pickle
 from typing import Optional
 
 import cv2
@@ -150,7 +149,7 @@ class AtariEnv(Env):
         return {
             "game": self.game,
             "seed": self._seed,
-            "ale": pickle.dumps(self._ale.cloneState(include_rng=True), protocol=pickle.HIGHEST_PROTOCOL),
+            "ale": bytes(self._ale.cloneState(include_rng=True).serialize()),
             "buffers": self._buffers.copy(),
             "noop_rng": self._noop_rng.bit_generator.state,
             "frames": int(self._frames),
@@ -161,7 +160,8 @@ class AtariEnv(Env):
         if state["game"] != self.game:
             raise ValueError(f"Atari state of game {state['game']!r} given to a {self.game!r} env")
         self._seed = int(state["seed"])  # only read by the next loadROM; the ALE RNG is in the state
-        self._ale.restoreState(pickle.loads(state["ale"]))
+        import ale_py
+        self._ale.restoreState(ale_py.ALEState(bytes(state["ale"])))
         self._buffers[...] = state["buffers"]
         self._noop_rng.bit_generator.state = state["noop_rng"]
         self._frames = int(state["frames"])

@@ -5,8 +5,10 @@ Protocol (what the training loop relies on):
 * `VectorEnv(env_config, seeds, num_workers=None)`: env i is `make_env(env_config, seeds[i])`
   (guarded: an exception in `step` ends the episode cleanly, see `base.GuardedEnv`). Workers are
   started with `forkserver` (or `spawn` where forkserver is missing), never `fork`.
-  `num_workers=None` = one process per env; `0` = all envs in this process (tests, 1 env);
-  `k` = the envs dealt round-robin over k processes (each steps its envs in turn).
+  `num_workers=None` = none for a single env, else `min(N, cpu count)`; `0` = all envs in this
+  process (tests); `k` = the envs dealt round-robin over k processes (each steps its envs in turn).
+  The training loop calls `reset_one(i)` right after every `is_last` (including an error step),
+  so it never sees an auto-reset; evaluation does the same with a seed per episode.
 * `reset() -> list[TimeStep]` resets every env; `reset_one(i, seed=None) -> TimeStep` resets env i
   (re-seeded when `seed` is given). Both return `is_first` steps and clear env i's pending reset.
 * `step(actions, mask=None) -> list[Optional[TimeStep]]`: for every i with `mask[i]` (default all):
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import time
 import traceback
 from typing import Any, Optional, Sequence
@@ -140,7 +143,9 @@ class VectorEnv:
         if self.n < 1:
             raise ValueError("VectorEnv needs at least one seed")
         cfg = _config_to_dict(env_config)
-        workers = self.n if num_workers is None else min(int(num_workers), self.n)
+        if num_workers is None:
+            num_workers = 0 if self.n == 1 else (os.cpu_count() or 1)
+        workers = min(int(num_workers), self.n)
         self._local = None
         self._conns, self._procs = [], []
         # env i lives in worker i % workers at local index i // workers
@@ -226,8 +231,12 @@ class VectorEnv:
         return time.process_time() + float(sum(firsts.values()))
 
     def close(self) -> None:
+        """Ends the workers; never raises (closing must not mask the outcome of a run)."""
         if self._local is not None:
-            self._local.close()
+            try:
+                self._local.close()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("closing envs failed: %s", exc)
             self._local = None
         for conn, p in zip(self._conns, self._procs):
             try:

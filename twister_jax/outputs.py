@@ -1,0 +1,134 @@
+"""What a run writes as it goes: metrics.jsonl, scores.jsonl, TensorBoard (docs/interfaces.md §6).
+
+`Outputs` holds the writers (chief process only). `MetricLog` is the part that accumulates the train
+step's metrics between two log rows and builds each row; its accumulators are saved in checkpoints
+(`get_state`/`set_state`), so a resumed run writes the same rows as one never interrupted.
+
+Rows (choices not in the original): a metrics.jsonl row holds the mean of every train-step metric
+over the gradient steps since the previous row; the training envs' episode statistics are the mean
+over the episodes finished since the previous row (`episode_reward_total`, `episode_steps` in
+frames) plus the running count `episodes`; rates (`sps`, `env_sps`) and `wall_time` are wall-clock.
+"""
+from __future__ import annotations
+
+import logging
+import pathlib
+import time
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class Outputs:
+    """metrics.jsonl, scores.jsonl and TensorBoard via `twister_jax.writers` (chief process only).
+
+    On resume every writer drops what was logged after `resume_step` (JSONL rows with a larger
+    `step`; TensorBoard events through purge_step). Figures from `agent.figures`: an entry whose
+    name contains "video" is a video ((T, H, W, C) or (N, T, H, W, C) uint8), any other an image
+    ((H, W, C), or (N, H, W, C) shown as a grid).
+    """
+
+    def __init__(self, workdir: pathlib.Path, resume_step: int, *, enabled: bool = True):
+        self.enabled = enabled
+        self.tb = None
+        if not enabled:
+            return
+        from twister_jax import writers
+        self.metrics_w = writers.JsonlWriter(workdir / "metrics.jsonl", resume_step=resume_step)
+        self.scores_w = writers.JsonlWriter(workdir / "scores.jsonl", resume_step=resume_step)
+        try:
+            self.tb = writers.TensorBoardWriter(workdir / "tb", resume_step=resume_step)
+        except Exception as exc:  # noqa: BLE001 - TensorBoard is optional
+            log.warning("TensorBoard writer unavailable: %s", exc)
+
+    def metrics(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        step = row["step"]
+        self.metrics_w.write_scalars(step, {k: v for k, v in row.items() if k != "step"})
+        if self.tb is not None:
+            self.tb.write_scalars(step, {f"train/{k}": v for k, v in row.items() if k != "step"})
+
+    def scores(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        step = row["step"]
+        self.scores_w.write_scalars(step, {k: v for k, v in row.items() if k != "step"})
+        if self.tb is not None:
+            self.tb.write_scalars(step, {f"eval/{k}": row[k] for k in ("return_mean", "return_std", "length_mean")})
+            self.tb.flush()
+
+    def figures(self, step: int, figures: dict) -> None:
+        if not self.enabled or self.tb is None:
+            return
+        videos = {f"figures/{k}": v for k, v in figures.items() if "video" in k}
+        images = {f"figures/{k}": v for k, v in figures.items() if "video" not in k}
+        if images:
+            self.tb.write_images(step, images)
+        if videos:
+            self.tb.write_videos(step, videos)
+        self.tb.flush()
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        for w in (self.metrics_w, self.scores_w, self.tb):
+            if w is not None:
+                w.close()
+
+
+class MetricLog:
+    """Train-step metrics since the last row, and the row builder.
+
+    `add(metrics)` takes one step's metrics dict (device scalars; fetched only when a row is built or
+    the state saved). `row(...)` averages them, adds the episode statistics and rates, and clears.
+    """
+
+    def __init__(self):
+        self.pending: list = []
+        self.t_start = time.time()
+        self._last = (time.time(), None, None)  # (time, step, env_steps) of the previous row
+
+    def add(self, metrics: dict) -> None:
+        self.pending.append(metrics)
+
+    def row(self, step: int, env_steps: int, frames: int, episodes: int, finished: list,
+            replay_windows: int) -> dict:
+        import jax
+        now = time.time()
+        last_t, last_step, last_env = self._last
+        last_step = step if last_step is None else last_step
+        last_env = env_steps if last_env is None else last_env
+        row = {"step": step, "env_steps": env_steps, "frames": frames}
+        ms = jax.device_get(self.pending)
+        if ms:
+            for k in ms[0]:
+                row[k] = float(np.mean([np.float64(m[k]) for m in ms]))
+        row["episodes"] = episodes
+        if finished:
+            row["episode_reward_total"] = float(np.mean([e[0] for e in finished]))
+            row["episode_steps"] = float(np.mean([e[1] for e in finished]))
+        row["replay_windows"] = int(replay_windows)
+        dt = max(now - last_t, 1e-9)
+        row["sps"] = (step - last_step) / dt
+        row["env_sps"] = (env_steps - last_env) / dt
+        row["wall_time"] = now - self.t_start
+        self.pending = []
+        return row
+
+    def mark(self, step: int, env_steps: int) -> None:
+        """Starts the rate clock at (`step`, `env_steps`) now (start-up, after a row)."""
+        self._last = (time.time(), step, env_steps)
+
+    def get_state(self) -> dict:
+        """The pending metrics, one float array per key (stacked over steps)."""
+        import jax
+        ms = jax.device_get(self.pending)
+        keys = list(ms[0]) if ms else []
+        return {"keys": keys, "values": {k: np.stack([np.asarray(m[k]) for m in ms]) for k in keys}}
+
+    def set_state(self, state: dict) -> None:
+        keys, values = state["keys"], state["values"]
+        steps = len(values[keys[0]]) if keys else 0
+        self.pending = [{k: values[k][i] for k in keys} for i in range(steps)]
