@@ -1,9 +1,8 @@
 """The training program: `run(config, workdir)`, a schedule over parts that own their state.
 
-Parts (each saves itself through `get_state()`/`set_state()`, or its own files):
-  `Collector` (training envs, observations in flight, acting state, episode statistics, host RNG),
-  `ReplayBuffer` (incremental chunks in `<workdir>/replay`), `Evaluator` (eval envs, last score),
-  `MetricLog` (metrics since the last row), the `TrainState` (device pytree) and `Outputs` (writers).
+Parts (each saves itself, via `get_state()`/`set_state()` or its own files): `Collector` (training
+envs, acting state, episode statistics, host RNG), `ReplayBuffer`, `Evaluator`, `MetricLog`, and
+the `TrainState` (a device pytree); `Outputs` writes metrics, scores and TensorBoard.
 
 Schedule (docs/original.md §2.4, §2.5, §7.1-§7.4), `step` = completed gradient steps:
   1. start-up: nothing is written before `preflight.check_run` passed; then the parts are built and
@@ -34,7 +33,7 @@ import time
 from typing import Optional
 
 from twister_jax.acting import FIGURES, INIT, TRAIN, env_seed
-from twister_jax.files import atomic_write_json
+from twister_jax import rundir
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +73,7 @@ class Trainer:
         self.step, self.last_batch, self.stop_requested = 0, None, False
         self._restore(allow_empty_replay)
         if self.is_chief:
-            self._write_config()
+            rundir.write_config(self.workdir, config, self.step)
         self.out = Outputs(self.workdir, self.step, enabled=self.is_chief)
         self.metrics.mark(self.step, self.collector.env_steps)
 
@@ -104,26 +103,6 @@ class Trainer:
         meta = {"env_steps": self.collector.env_steps, "frames": self.collector.frames}
         if self.ckpt.save(self.step, self.train_state, self.collector.act_state, host, self.replay, meta=meta):
             log.info("checkpoint saved at step %d", self.step)
-
-    def _write_config(self) -> None:
-        """config.json: the resolved config, plus `resumes`, a record of the resumable keys (e.g.
-        `compute_dtype`) that changed at a resume: `{"step", "changed": {key: [before, after]}}`."""
-        from twister_jax import checkpoint
-        path = self.workdir / "config.json"
-        current = checkpoint.config_to_dict(self.config)
-        resumes = []
-        if path.is_file():
-            saved = json.loads(path.read_text())
-            resumes = list(saved.get("resumes", []))
-            changed = checkpoint.resumable_changes(saved, current)
-            if changed:
-                resumes.append({"step": self.step, "changed": changed})
-                print(f"resuming at step {self.step} with changed settings: "
-                      + "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
-                      + " (recorded in config.json 'resumes')", file=sys.stderr, flush=True)
-        if resumes:
-            current["resumes"] = resumes
-        atomic_write_json(path, current)
 
     # --------------------------------------------------------------------------- actions
     def train_step(self) -> None:
@@ -225,7 +204,7 @@ class Trainer:
                       "return_mean": self.evaluator.last_score, "wall_time": time.time() - self.metrics.t_start}
             self.ckpt.wait()
             if self.is_chief:
-                atomic_write_json(self.workdir / "done.json", result)
+                rundir.write_done(self.workdir, result)
             return result
         finally:
             self.close()
