@@ -55,11 +55,10 @@ def write_video(path, frames, fps: int = 15) -> None:
 def evaluate(workdir, episodes=None, video=None, agent=None) -> dict:
     """Library form of the command; returns the printed dict."""
     import jax
-    from twister_jax import acting, checkpoint
+    from twister_jax import acting, checkpoint, runtime
 
     config = load_config(workdir)
-    jax.config.update("jax_threefry_partitionable", True)
-    jax.config.update("jax_default_matmul_precision", config.matmul_precision)
+    runtime.configure_jax(config)
     if agent is None:
         from twister_jax import agent as agent_lib
         agent = agent_lib.make_agent(config)
