@@ -13,12 +13,9 @@ files) with its reason. --suite defaults to the suite most run configs under ROO
 Exit status 1 when no run of the suite has finished.
 """
 import argparse
-import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from twister_jax.reports import report as report_lib  # noqa: E402
+from twister_jax.reports import report as report_lib
 
 
 def parse_args(argv=None):

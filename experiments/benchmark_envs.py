@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from twister_jax.envs import VectorEnv, make_env  # noqa: E402
-from twister_jax.suites import ATARI_GAMES, DMC_TASKS  # noqa: E402
+from twister_jax.envs import VectorEnv, make_env
+from twister_jax.suites import ATARI_GAMES, DMC_TASKS
 
 
 def atari_sps(game: str, steps: int) -> float:

@@ -93,22 +93,20 @@ def _timed(fn, args, steps, carry=None):
 
 def run_row(size: str, dtype: str, steps: int, split: bool, precision: str) -> dict:
     """One row, in this process."""
-    sys.path.insert(0, str(ROOT))
-    sys.path.insert(0, str(ROOT / "tests"))
     import jax
     import jax.numpy as jnp
     import numpy as np
     import optax
     from flax import nnx
 
-    from config_utils import get_config
     from twister_jax import agent as agent_lib, optim, sharding
+    from twister_jax.config_files import load_config
     from twister_jax.losses import world_model as wm_loss
     from twister_jax.policy_dist import PolicyDist
 
     jax.config.update("jax_threefry_partitionable", True)
     name, arg = SIZES[size]
-    config = get_config(name, arg)
+    config = load_config(ROOT / "configs" / f"{name}.py", arg)
     with config.unlocked():
         config.compute_dtype = dtype
         config.matmul_precision = precision

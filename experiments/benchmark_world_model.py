@@ -23,12 +23,9 @@ import os
 import pathlib
 import resource
 import statistics
-import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def _parse():
@@ -67,13 +64,14 @@ def main():
     import optax
     from flax import nnx
 
-    from config_utils import get_config
+    from twister_jax.config_files import load_config
     from twister_jax.losses import world_model as wml
     from twister_jax.networks.world_model import WorldModel
 
     jax.config.update("jax_default_matmul_precision", args.precision)
     jax.config.update("jax_threefry_partitionable", True)
-    config = get_config("atari", "alien") if args.config == "atari" else get_config("tiny", "atari")
+    name, arg = ("atari", "alien") if args.config == "atari" else ("tiny", "atari")
+    config = load_config(ROOT / "configs" / f"{name}.py", arg)
     config = config.unlock() if hasattr(config, "unlock") else config
     backend = jax.default_backend()
     device = jax.devices()[0]

@@ -32,9 +32,8 @@ import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from twister_jax.reports import scores as scores_lib  # noqa: E402
+from twister_jax.reports import scores as scores_lib
 
 CONFIG_FILES = {"atari100k": "configs/atari.py", "dmc": "configs/dmc.py"}
 

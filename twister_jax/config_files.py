@@ -20,3 +20,15 @@ def load_sibling(anchor_file: str, filename: str):
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+def load_config(path, arg: str | None = None):
+    """The config that ``--config=<path>:<arg>`` selects: ``get_config(arg)`` of the file at `path`
+    (``get_config()`` without `arg`). For scripts and notebooks that build a config without the CLI."""
+    path = pathlib.Path(path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no config file {path}")
+    spec = importlib.util.spec_from_file_location(f"twister_jax_config_{path.stem}_{abs(hash(str(path)))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config() if arg is None else module.get_config(arg)
