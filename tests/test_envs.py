@@ -203,6 +203,38 @@ def test_dmc_actions_clipped_and_state_round_trip(cartpole):
     fresh.close()
 
 
+# the model fields each task's episode initialisation randomises (dm_control suite reacher.py, finger.py)
+RANDOMISED_FIELDS = {"reacher_easy": ("geom_pos", "target"), "finger_turn_easy": ("site_pos", "target")}
+
+
+@pytest.mark.parametrize("task", sorted(RANDOMISED_FIELDS))
+def test_dmc_state_round_trip_restores_randomised_model_fields(task):
+    """Tasks whose episodes randomise MODEL fields (reacher: the target's geom position; finger turn:
+    the target site's position): a state saved mid-episode and restored into a FRESH env of another
+    seed (another target) replays the same frames and rewards (resume, INTERFACES §3)."""
+    pytest.importorskip("dm_control")
+    field, name = RANDOMISED_FIELDS[task]
+    actions = np.random.default_rng(0).uniform(-1, 1, (8, 2)).astype(np.float32)
+    env = make_env(_dmc_cfg(task=task, num_actions=2), seed=1)
+    fresh = make_env(_dmc_cfg(task=task, num_actions=2), seed=2)
+    target = lambda e: np.array(getattr(e.env.physics.named.model, field)[name])
+    try:
+        env.reset(seed=11)
+        for a in actions[:3]:
+            env.step(a)
+        state = env.get_state()
+        after = [env.step(a) for a in actions[3:]]
+        fresh.reset(seed=12)
+        # the fresh env's episode has another target (else this test would not test the model fields)
+        assert not np.allclose(target(fresh), target(env)), (target(fresh), target(env))
+        fresh.set_state(state)
+        _same(after, [fresh.step(a) for a in actions[3:]])
+        np.testing.assert_array_equal(target(fresh), target(env))
+    finally:
+        env.close()
+        fresh.close()
+
+
 def test_dmc_unknown_task_lists_the_20():
     pytest.importorskip("dm_control")
     from twister_jax.envs.dmc import DMCEnv
