@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from fixture_builders import rel_to_abs
 from twister_jax.networks import attention, transformer
 
 
@@ -113,7 +114,7 @@ def test_skew_equals_gather():
     rng = np.random.default_rng(0)
     th, t = 4, 3
     x = rng.normal(size=(2, 2, t, th + t)).astype(np.float32)
-    out = np.asarray(attention.rel_to_abs(x, th))
+    out = np.asarray(rel_to_abs(x, th))
     for i in range(t):
         for j in range(th + i + 1):
             np.testing.assert_array_equal(out[..., i, j], x[..., i, th + t - 1 - (th + i - j)])

@@ -11,6 +11,7 @@ import pytest
 import jax
 import jax.numpy as jnp
 
+from twister_jax import port
 from twister_jax.networks import conv
 
 IMPLS = conv.IMPLS
@@ -134,9 +135,9 @@ def test_torch_kernel_converters():
     x = rng.normal(size=(1, 4, 4, 3))
     w_conv = rng.normal(size=(5, 3, 4, 4))       # torch Conv2d (out, in, kh, kw)
     w_convt = rng.normal(size=(3, 5, 4, 4))      # torch ConvTranspose2d (in, out, kh, kw)
-    k = conv.torch_conv_kernel(w_conv)
+    k = port.conv_kernel(w_conv)
     assert k.shape == (4, 4, 3, 5) and k[1, 2, 0, 4] == w_conv[4, 0, 1, 2]
-    kt = conv.torch_conv_transpose_kernel(w_convt)
+    kt = port.conv_transpose_kernel(w_convt)
     assert kt.shape == (4, 4, 3, 5) and kt[1, 2, 0, 4] == w_convt[0, 4, 1, 2]
     # Torch Conv2d, first output pixel, written directly with the torch weight: taps a, b >= 1 (pad 1).
     y = conv.conv2d(jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32))
@@ -175,13 +176,13 @@ def test_against_original_fixtures(impl):
     nhwc = lambda a: jnp.asarray(a.transpose(0, 2, 3, 1), jnp.float32)
 
     d = np.load(dec)
-    k = conv.torch_conv_transpose_kernel(d["params/decoder_network.cnn.layers.3.0.weight"])
+    k = port.conv_transpose_kernel(d["params/decoder_network.cnn.layers.3.0.weight"])
     y = conv.conv_transpose2d(nhwc(d["outputs/cnn_layer2"]), jnp.asarray(k), impl=impl)
     y = y + d["params/decoder_network.cnn.layers.3.0.bias"]
     np.testing.assert_allclose(np.asarray(y), np.asarray(nhwc(d["outputs/cnn_layer3"])), rtol=1e-5, atol=1e-5)
 
     e = np.load(enc)
-    k = conv.torch_conv_kernel(e["params/encoder_network.cnn.layers.1.0.weight"])
+    k = port.conv_kernel(e["params/encoder_network.cnn.layers.1.0.weight"])
     y = np.asarray(conv.conv2d(nhwc(e["outputs/cnn_layer0"]), jnp.asarray(k), impl=impl), np.float64)
     y = (y - y.mean(-1, keepdims=True)) / np.sqrt(y.var(-1, keepdims=True) + 1e-3)
     y = y * e["params/encoder_network.cnn.layers.1.1.weight"] + e["params/encoder_network.cnn.layers.1.1.bias"]

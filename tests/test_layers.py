@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from twister_jax import port
 from twister_jax.networks import contrastive, decoder, encoder, heads, layers
 
 
@@ -33,7 +34,7 @@ def test_head_inits():
     c = heads.MLPHead(12, 1, hidden=16, rngs=rngs)
     assert np.any(np.asarray(c.linear_proj.linear.kernel[...]))
     assert not np.any(np.asarray(c.linear_proj.linear.bias[...]))
-    assert set(c.torch_map()) == {"mlp.layers.0.0.weight", "mlp.layers.0.1.weight", "mlp.layers.0.1.bias",
+    assert set(port.torch_map(c)) == {"mlp.layers.0.0.weight", "mlp.layers.0.1.weight", "mlp.layers.0.1.bias",
                                   "mlp.layers.1.0.weight", "mlp.layers.1.1.weight", "mlp.layers.1.1.bias",
                                   "linear_proj.weight", "linear_proj.bias"}
 

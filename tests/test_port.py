@@ -12,10 +12,10 @@ class _Toy(nnx.Module):
         self.lin = nnx.Linear(3, 4, rngs=rngs)
         self.layers = nnx.List([nnx.Linear(4, 2, use_bias=False, rngs=rngs)])
 
-    def torch_map(self):
-        return {"lin.weight": (("lin", "kernel"), port.linear_kernel),
-                "lin.bias": (("lin", "bias"), port.identity),
-                "layers.0.weight": (("layers", 0, "kernel"), port.linear_kernel)}
+
+TABLE = {"lin.weight": (("lin", "kernel"), port.linear_kernel),
+         "lin.bias": (("lin", "bias"), port.identity),
+         "layers.0.weight": (("layers", 0, "kernel"), port.linear_kernel)}
 
 
 def _sd():
@@ -25,7 +25,7 @@ def _sd():
 
 def test_values_are_converted_into_place():
     m = _Toy()
-    port.load_torch_params(m, _sd(), "net")
+    port.load_torch_params(m, _sd(), "net", table=TABLE)
     np.testing.assert_array_equal(m.lin.kernel[...], np.arange(12.0).reshape(4, 3).T)
     np.testing.assert_array_equal(m.lin.bias[...], np.arange(4.0))
     np.testing.assert_array_equal(m.layers[0].kernel[...], np.ones((4, 2)))
@@ -39,8 +39,13 @@ def test_missing_unexpected_and_misshaped_are_all_named():
     sd["net.lin.weight"] = np.zeros((3, 3))
     sd["net.extra"] = np.zeros(2)
     with pytest.raises(port.ParameterImportError) as err:
-        port.load_torch_params(m, sd, "net")
+        port.load_torch_params(m, sd, "net", table=TABLE)
     msg = str(err.value)
     assert "net.lin.bias" in msg and "net.extra" in msg and "net.lin.weight" in msg
     assert "other.x" not in msg
     np.testing.assert_array_equal(m.lin.kernel[...], before)  # nothing applied
+
+
+def test_a_module_without_table_is_named():
+    with pytest.raises(TypeError, match="_Toy"):
+        port.torch_map(_Toy())

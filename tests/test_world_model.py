@@ -140,7 +140,7 @@ def test_torch_map_round_trip_and_errors(config):
     wm = WorldModel.from_config(config, nnx.Rngs(0))
     pure = nnx.to_pure_dict(nnx.state(wm, nnx.Param))
     names = {}
-    for name, (path, conv) in wm.torch_map().items():
+    for name, (path, conv) in port.torch_map(wm).items():
         value = pure
         for k in path:
             value = value[k]
@@ -153,7 +153,7 @@ def test_torch_map_round_trip_and_errors(config):
     # converters are reorderings: invert them to build an original-layout state dict, load it into a fresh model
     from golden_cases.world_model_grads import to_torch_layout
     sd = {}
-    for name, (path, conv) in wm.torch_map().items():
+    for name, (path, conv) in port.torch_map(wm).items():
         shape = _torch_shape(names[name].shape, conv)
         sd[name] = to_torch_layout(names[name], shape, conv).astype(np.float32)
     other = WorldModel.from_config(config, nnx.Rngs(1))

@@ -1,10 +1,10 @@
 """Shared checks of the two-hot MLP heads (reward, value)."""
+from fixture_builders import head_from_fixture
 from twister_jax import distributions as D
-from twister_jax.networks import heads
 
 
 def check_twohot_head(fx, reference_class):
-    head, _ = heads.head_from_fixture(fx, reference_class)
+    head, _ = head_from_fixture(fx, reference_class)
     cfg = fx.config
     rng = float(cfg.get("high", 20.0))
     feats = fx.inputs["feats"]

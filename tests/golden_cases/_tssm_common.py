@@ -25,8 +25,8 @@ def build_tssm(fx):
 
 def policy_sampler(fx):
     """``sample(feat (N, F), gumbel (N, A)) -> one-hot action`` of the fixture's discrete policy network."""
-    from twister_jax.networks import heads
-    return heads.policy_from_fixture(fx)
+    from fixture_builders import policy_from_fixture
+    return policy_from_fixture(fx)
 
 
 def fixture_start(inputs, blocks):

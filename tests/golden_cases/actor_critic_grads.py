@@ -12,8 +12,8 @@ def _torch_grads(module, grads_state, prefix):
     """Gradient pytree of `module`'s params -> ``{"<prefix>.<torch name>": array}`` in PyTorch layout."""
     pure = nnx.to_pure_dict(grads_state)
     out = {}
-    for name, (path, conv) in module.torch_map().items():
-        g = np.asarray(port._get_path(pure, path))
+    for name, (path, conv) in port.torch_map(module).items():
+        g = np.asarray(port.get_path(pure, path))
         # the converters are transposes (self-inverse on 2-D kernels) or the identity
         assert conv in (port.linear_kernel, port.identity), (name, conv)
         out[f"{prefix}.{name}"] = conv(g)

@@ -1,10 +1,10 @@
 """Golden check: continue head (MLP -> 1 logit, Bernoulli), spec 3.7."""
+from fixture_builders import head_from_fixture
 from twister_jax import distributions as D
-from twister_jax.networks import heads
 
 
 def check(fx):
-    head, _ = heads.head_from_fixture(fx, "ContinueNetwork")
+    head, _ = head_from_fixture(fx, "ContinueNetwork")
     logits = head(fx.inputs["feats"])
     fx.assert_close("logits", logits)
     fx.assert_close("probs", D.bernoulli_probs(logits))

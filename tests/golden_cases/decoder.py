@@ -2,6 +2,7 @@
 import numpy as np
 from flax import nnx
 
+from fixture_builders import cnn_flat_to_torch
 from twister_jax import port
 from twister_jax.networks import decoder as dec_lib
 from twister_jax.networks import encoder as enc_lib
@@ -17,7 +18,7 @@ def check(fx):
                           image_size=target.shape[-2], out_channels=a["dim_output_cnn"], rngs=nnx.Rngs(0))
     port.load_torch_params(dec, fx.params, prefix)
     mean, inter = dec(z, return_intermediates=True)
-    fx.assert_close("proj", enc_lib.cnn_flat_to_torch(inter["proj"], dec.widths[0], dec.start))
+    fx.assert_close("proj", cnn_flat_to_torch(inter["proj"], dec.widths[0], dec.start))
     for i in range(4):
         fx.assert_close(f"cnn_layer{i}", np.asarray(inter[f"cnn_layer{i}"]).transpose(0, 3, 1, 2))
     fx.assert_close("mean", np.asarray(mean).transpose(0, 1, 4, 2, 3))

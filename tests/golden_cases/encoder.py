@@ -2,6 +2,7 @@
 import numpy as np
 from flax import nnx
 
+from fixture_builders import cnn_flat_to_torch
 from twister_jax import distributions as D
 from twister_jax import port
 from twister_jax.networks import encoder as enc_lib
@@ -25,7 +26,7 @@ def check(fx):
     logits, inter = enc(x, return_intermediates=True)
     for i in range(4):
         fx.assert_close(f"cnn_layer{i}", _nchw(inter[f"cnn_layer{i}"]))
-    fx.assert_close("cnn_flat", enc_lib.cnn_flat_to_torch(inter["cnn_flat"], enc.dim_cnn * 8, enc.final_size))
+    fx.assert_close("cnn_flat", cnn_flat_to_torch(inter["cnn_flat"], enc.dim_cnn * 8, enc.final_size))
     fx.assert_close("logits", logits)
     u = fx.config.get("unimix", 0.01)
     fx.assert_close("probs_unimix", D.unimix_probs(logits, u))

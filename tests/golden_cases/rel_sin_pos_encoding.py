@@ -3,6 +3,7 @@ import re
 
 import numpy as np
 
+from fixture_builders import rel_to_abs
 from twister_jax.networks import attention
 
 
@@ -20,7 +21,7 @@ def check(fx):
     x = fx.inputs["_rel_scores"]
     th = cfg["skew_Th"]
     t = x.shape[-2]
-    out = np.asarray(attention.rel_to_abs(x, th))
+    out = np.asarray(rel_to_abs(x, th))
     j = np.arange(x.shape[-1])[None, :]
     i = np.arange(t)[:, None]
     where = np.broadcast_to(j <= th + i, x.shape)

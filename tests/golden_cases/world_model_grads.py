@@ -1,6 +1,6 @@
 """Golden check: gradient of the world-model loss w.r.t. every world-model parameter (spec 3.8, 4).
 
-Our gradients are put back into the original's layout through the same `torch_map` converters:
+Our gradients are put back into the original's layout through the same converters (`port.torch_map`):
 each converter is a pure reordering (transpose, flip, reshape), so applying it to an index array
 gives the permutation, and scattering our gradient through it inverts the converter exactly.
 """
@@ -8,12 +8,7 @@ import numpy as np
 from flax import nnx
 
 from golden_cases.world_model_loss import build_world_model, run_loss
-
-
-def _get(tree, path):
-    for key in path:
-        tree = tree[key]
-    return tree
+from twister_jax import port
 
 
 def to_torch_layout(value, torch_shape, converter):
@@ -31,13 +26,13 @@ def check(fx):
     (total, _), grads = run_loss(fx, wm, cfg, grad=True)
     fx.assert_close("loss_total", total)
     pure = nnx.to_pure_dict(grads)
-    mapping = wm.torch_map()
+    mapping = port.torch_map(wm)
     expected = {k[len("grad/"):] for k in fx.outputs if k.startswith("grad/")}
     assert expected == set(mapping), (f"grad names differ: missing {sorted(expected - set(mapping))}, "
                                       f"extra {sorted(set(mapping) - expected)}")
     covered = set()
     for name, (path, conv) in sorted(mapping.items()):
-        g = _get(pure, path)
+        g = port.get_path(pure, path)
         fx.assert_close(f"grad/{name}", to_torch_layout(g, fx.params[name].shape, conv))
         covered.add(tuple(path))
     n_params = len(list(nnx.to_flat_state(grads)))

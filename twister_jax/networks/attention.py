@@ -7,7 +7,7 @@ key ``j`` at position ``j``.
 
 Position scores pick ``E(p - j)`` (``E = pos(R(d))`` over the distances ``0 .. Th + T - 1``)
 with a pad/reshape shift (`_shift_rows`, pure data movement, no gather/scatter) instead of the
-reference's "skew"; both give the same scores for every visible key (``j <= p``). `rel_to_abs` reproduces the skew's index map only for its golden test.
+reference's "skew"; both give the same scores for every visible key (``j <= p``).
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from twister_jax import port
 from twister_jax.networks import layers
 
 NEG_INF = -1e9  # spec 3.6.5: masked scores get -1e9 (not -inf), so fully masked rows stay finite
@@ -46,27 +45,6 @@ def sinusoid(distances, dim: int) -> np.ndarray:
     ang = d * inv_freq
     out = np.stack([np.sin(ang), np.cos(ang)], axis=-1).reshape(d.shape[:-1] + (dim,))
     return out.astype(np.float32)
-
-
-def rel_to_abs(x: jax.Array, num_cached: int) -> jax.Array:
-    """The reference's relative->absolute "skew" as an index map (only for its golden test).
-
-    Args:
-      x: ``(..., T, Th + T)`` scores against a distance-ordered table (column c = distance
-        ``Th + T - 1 - c``).
-      num_cached: Th.
-
-    Returns:
-      ``(..., T, Th + T)`` with ``out[..., i, j] = x[..., i, Th + T - 1 - (Th + i - j)]`` for
-      ``j <= Th + i``. Entries ``j > Th + i`` (masked in use) are clamped copies, not the skew's
-      garbage.
-    """
-    t, n = x.shape[-2], x.shape[-1]
-    i = np.arange(t)[:, None]
-    j = np.arange(n)[None, :]
-    idx = np.clip(n - 1 - (num_cached + i - j), 0, n - 1)
-    idx = np.broadcast_to(idx, x.shape)
-    return jnp.take_along_axis(x, jnp.asarray(idx), axis=-1)
 
 
 def _shift_rows(rel: jax.Array, num_cached: int) -> jax.Array:
@@ -163,17 +141,11 @@ def combine_masks(context: jax.Array, episode: Optional[jax.Array] = None,
 # --------------------------------------------------------------------------------------------
 
 
-
 def torch_linear(in_features: int, out_features: int, *, dtype, param_dtype, rngs: nnx.Rngs) -> nnx.Linear:
     """Linear with bias and the PyTorch default init U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (spec 6.4)."""
     init = layers.torch_default_uniform(in_features)
     return nnx.Linear(in_features, out_features, use_bias=True, kernel_init=init, bias_init=init,
                       dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-
-
-def linear_torch_map(name: str) -> port.TorchMap:
-    return {f"{name}.weight": ((name, "kernel"), port.linear_kernel),
-            f"{name}.bias": ((name, "bias"), port.identity)}
 
 
 def dropout(x: jax.Array, rate: float, key: Optional[jax.Array], deterministic: bool) -> jax.Array:
@@ -196,8 +168,6 @@ class RelPosSelfAttention(nnx.Module):
     ``score_h(p, j) = [(q_p + u)_h . k_j + (q_p + v)_h . E(p - j)_h] / sqrt(d)`` with
     ``E(dist) = pos(R(dist))``; masked scores get -1e9; dropout on the attention probabilities.
     Heads split features contiguously (head h = features ``h*d .. (h+1)*d - 1``), as do u and v.
-
-    Torch names (relative): ``{query,key,value,output,pos}_layer.{weight,bias}``, ``u``, ``v``.
     """
 
     def __init__(self, hidden: int, heads: int, *, dropout: float = 0.1, max_pos: int = 2048,
@@ -214,16 +184,6 @@ class RelPosSelfAttention(nnx.Module):
         self.pos = torch_linear(hidden, hidden, **kw)
         self.u = nnx.Param(jnp.zeros((hidden,), param_dtype))
         self.v = nnx.Param(jnp.zeros((hidden,), param_dtype))
-
-    def torch_map(self) -> port.TorchMap:
-        m: port.TorchMap = {}
-        for ours, theirs in [("query", "query_layer"), ("key", "key_layer"), ("value", "value_layer"),
-                             ("output", "output_layer"), ("pos", "pos_layer")]:
-            m[f"{theirs}.weight"] = ((ours, "kernel"), port.linear_kernel)
-            m[f"{theirs}.bias"] = ((ours, "bias"), port.identity)
-        m["u"] = (("u",), port.identity)
-        m["v"] = (("v",), port.identity)
-        return m
 
     def _split(self, x):
         return x.reshape(x.shape[:-1] + (self.heads, self.head_dim))

@@ -6,9 +6,7 @@ PyTorch-default init for weights and biases (spec 6.4). Pair k:
 * ``mlp_feats`` (anchor g_k): ``feat_size + k A -> hidden -> ... -> hidden``,
 * ``mlp_embed`` (target g'_k): ``embed_size -> hidden -> ... -> hidden``.
 
-Torch names: ``{k}.mlp_feats.layers.{i}.0.{weight,bias}``, ``{k}.mlp_embed.layers.{i}.0.{weight,bias}``
-(relative to ``contrastive_network``). The width of the last layer equals `hidden` (the reference's
-``out_size``, 512 on Atari).
+The width of the last layer equals `hidden` (the reference's ``out_size``, 512 on Atari).
 """
 from __future__ import annotations
 
@@ -17,15 +15,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from twister_jax import port
 from twister_jax.networks import layers
 
 
 class EluMLP(nnx.Module):
-    """``layers`` x [Linear -> ELU]; input ``(..., fin)`` -> ``(..., out)`` float32.
-
-    Torch names ``layers.{i}.0.{weight,bias}``.
-    """
+    """``layers`` x [Linear -> ELU]; input ``(..., fin)`` -> ``(..., out)`` float32."""
 
     def __init__(self, fin: int, hidden: int, out: int, num_layers: int = 2, *, dtype=jnp.float32,
                  param_dtype=jnp.float32, rngs: nnx.Rngs):
@@ -35,13 +29,6 @@ class EluMLP(nnx.Module):
             nnx.Linear(sizes[i], sizes[i + 1], kernel_init=layers.torch_default_uniform(sizes[i]),
                        bias_init=layers.torch_default_uniform(sizes[i]), dtype=dtype,
                        param_dtype=param_dtype, rngs=rngs) for i in range(num_layers)])
-
-    def torch_map(self) -> port.TorchMap:
-        m = {}
-        for i in range(len(self.layers)):
-            m[f"layers.{i}.0.weight"] = (("layers", i, "kernel"), port.linear_kernel)
-            m[f"layers.{i}.0.bias"] = (("layers", i, "bias"), port.identity)
-        return m
 
     def __call__(self, x: jax.Array) -> jax.Array:
         chex.assert_shape(x, (..., self.fin))
@@ -59,11 +46,6 @@ class ContrastivePair(nnx.Module):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.mlp_feats = EluMLP(anchor_in, hidden, out, num_layers, **kw)
         self.mlp_embed = EluMLP(embed_size, hidden, out, num_layers, **kw)
-
-    def torch_map(self) -> port.TorchMap:
-        m = port.nest(self.mlp_feats.torch_map(), "mlp_feats", ("mlp_feats",))
-        m.update(port.nest(self.mlp_embed.torch_map(), "mlp_embed", ("mlp_embed",)))
-        return m
 
 
 class ContrastiveHeads(nnx.Module):
@@ -90,9 +72,3 @@ class ContrastiveHeads(nnx.Module):
         latent = model.stoch * model.discrete
         return cls(latent + model.hidden, latent, num_actions, steps=model.contrastive_steps,
                    hidden=model.contrastive_hidden, num_layers=model.contrastive_layers, dtype=dtype, rngs=rngs)
-
-    def torch_map(self) -> port.TorchMap:
-        m = {}
-        for k, pair in enumerate(self.pairs):
-            m.update(port.nest(pair.torch_map(), str(k), ("pairs", k)))
-        return m

@@ -5,12 +5,12 @@ Layouts (both ops): activations NHWC, kernels HWIO ``(kh, kw, Cin, Cout)``, no b
 * `conv2d(x, k)` == torch ``Conv2d(Cin, Cout, 4, stride=2, padding=1, bias=False)``:
   ``out[n, y, x, o] = sum_{a, b, i} xpad[n, 2y + a, 2x + b, i] * k[a, b, i, o]`` with ``xpad`` the
   input zero-padded by 1 on every side; ``(N, H, W, Cin) -> (N, H/2, W/2, Cout)``.
-  Kernel from the torch weight ``W (Cout, Cin, kh, kw)``: `torch_conv_kernel` = ``W.transpose(2, 3, 1, 0)``.
+  Kernel from the torch weight ``W (Cout, Cin, kh, kw)``: `port.conv_kernel` = ``W.transpose(2, 3, 1, 0)``.
 * `conv_transpose2d(x, k)` == torch ``ConvTranspose2d(Cin, Cout, 4, stride=2, padding=1, bias=False)``
   (the gradient of `conv2d` w.r.t. its input, with Cin/Cout swapped): every input pixel scatters
   ``x[n, iy, ix, :] @ k[a, b]`` to output pixel ``(2 iy - 1 + a, 2 ix - 1 + b)`` (dropped if outside);
   ``(N, H, W, Cin) -> (N, 2H, 2W, Cout)``. The kernel is NOT spatially flipped:
-  `torch_conv_transpose_kernel` = ``W.transpose(2, 3, 0, 1)`` from the torch weight ``W (Cin, Cout, kh, kw)``,
+  `port.conv_transpose_kernel` = ``W.transpose(2, 3, 0, 1)`` from the torch weight ``W (Cin, Cout, kh, kw)``,
   i.e. ``k[a, b, i, o] = W[i, o, a, b]``. (Flax ``nn.ConvTranspose(transpose_kernel=False)`` would need the
   flipped kernel ``k[::-1, ::-1]``; spec 3.5.)
 
@@ -38,23 +38,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 _DN = ("NHWC", "HWIO", "NHWC")
-
-
-def torch_conv_kernel(w) -> np.ndarray:
-    """torch Conv2d weight ``(Cout, Cin, kh, kw)`` -> HWIO kernel ``(kh, kw, Cin, Cout)`` for `conv2d`."""
-    return np.asarray(w).transpose(2, 3, 1, 0)
-
-
-def torch_conv_transpose_kernel(w) -> np.ndarray:
-    """torch ConvTranspose2d weight ``(Cin, Cout, kh, kw)`` -> ``(kh, kw, Cin, Cout)`` for `conv_transpose2d`.
-
-    No spatial flip: ``k[a, b, i, o] = W[i, o, a, b]``.
-    """
-    return np.asarray(w).transpose(2, 3, 0, 1)
 
 
 def _check(x, kernel, stride, padding):
@@ -101,7 +87,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: int = 2, padding: int = 1
 
     Args:
       x: ``(N, H, W, Cin)``, H and W even; its dtype is the compute dtype.
-      kernel: ``(4, 4, Cin, Cout)`` (see `torch_conv_kernel`); cast to ``x.dtype``.
+      kernel: ``(4, 4, Cin, Cout)`` (see `twister_jax.port.conv_kernel`); cast to ``x.dtype``.
       stride, padding: must be 2 and 1.
       impl: ``"xla"``, ``"matmul"``, ``"hybrid"`` or ``"auto"`` (module docstring).
 
@@ -118,7 +104,7 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: int = 2, paddin
 
     Args:
       x: ``(N, H, W, Cin)``; its dtype is the compute dtype.
-      kernel: ``(4, 4, Cin, Cout)`` = torch weight ``.transpose(2, 3, 0, 1)`` (`torch_conv_transpose_kernel`,
+      kernel: ``(4, 4, Cin, Cout)`` = torch weight ``.transpose(2, 3, 0, 1)`` (`twister_jax.port.conv_transpose_kernel`,
         not flipped); cast to ``x.dtype``.
       stride, padding: must be 2 and 1.
       impl: ``"xla"``, ``"matmul"``, ``"hybrid"`` or ``"auto"`` (module docstring).
@@ -129,7 +115,6 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, *, stride: int = 2, paddin
     _check(x, kernel, stride, padding)
     impls = {"xla": _conv_transpose_xla, "matmul": _conv_transpose_matmul, "hybrid": _conv_transpose_hybrid}
     return impls[_resolve(impl)](x, kernel)
-
 
 
 # -------------------------------------------------------------------------------------- matmul --

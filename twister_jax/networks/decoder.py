@@ -5,7 +5,7 @@ no bias -> LN(channels, eps) -> SiLU] -> ConvT 4x4/2 pad 1 with bias -> ``(..., 
 
 Layout (ambiguous in a port, documented here): the reference reshapes the projection as
 ``(c, y, x)``; we reshape ours as ``(y, x, c)`` (NHWC) and permute the proj kernel columns/bias in the
-`torch_map` converter instead, so the forward has no transpose.
+`twister_jax.port` converter instead, so the forward has no transpose.
 
 Transposed convolutions go through `twister_jax.networks.conv.conv_transpose2d` (kernel
 ``(4, 4, Cin, Cout)``, not flipped, a plain `nnx.Param`).
@@ -15,10 +15,8 @@ from __future__ import annotations
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from twister_jax import port
 from twister_jax.networks import conv as conv_lib
 from twister_jax.networks import layers
 
@@ -56,9 +54,6 @@ class Decoder(nnx.Module):
       ln_eps: LayerNorm eps. image_size: output size (64). out_channels: 3.
       conv_impl: `conv.conv_transpose2d` implementation (``"auto"``: see `layer_impl`).
       dtype: compute dtype; params `param_dtype`; LN statistics float32; mean returned float32.
-
-    Torch names: ``proj.{weight,bias}``, ``cnn.layers.{i}.0.weight`` (i = 0..3), ``cnn.layers.3.0.bias``,
-    ``cnn.layers.{i}.1.{weight,bias}`` (i < 3).
     """
 
     def __init__(self, feat_size: int, *, dim_cnn: int = 32, ln_eps: float = 1e-3, image_size: int = 64,
@@ -83,25 +78,6 @@ class Decoder(nnx.Module):
     def from_config(cls, model, *, dtype=jnp.float32, rngs: nnx.Rngs, **kw):
         return cls(model.stoch * model.discrete, dim_cnn=model.dim_cnn, ln_eps=model.ln_eps, dtype=dtype,
                    rngs=rngs, **kw)
-
-    def torch_map(self) -> port.TorchMap:
-        c, s = self.widths[0], self.start
-
-        def proj_kernel(w):  # (c*s*s in (c, y, x) order, in) -> (in, s*s*c in (y, x, c) order)
-            w = np.asarray(w)
-            return w.reshape(c, s, s, -1).transpose(1, 2, 0, 3).reshape(s * s * c, -1).T
-
-        def proj_bias(b):
-            return np.asarray(b).reshape(c, s, s).transpose(1, 2, 0).reshape(-1)
-
-        m: port.TorchMap = {"proj.weight": (("proj", "kernel"), proj_kernel),
-                            "proj.bias": (("proj", "bias"), proj_bias)}
-        for i in range(4):
-            m[f"cnn.layers.{i}.0.weight"] = (("kernels", i), conv_lib.torch_conv_transpose_kernel)
-            if i < 3:
-                m.update(layers.ln_torch_map(("norms", i), f"cnn.layers.{i}.1"))
-        m["cnn.layers.3.0.bias"] = (("out_bias",), port.identity)
-        return m
 
     def __call__(self, latent: jax.Array, *, return_intermediates: bool = False):
         """``(..., feat_size)`` -> mean image ``(..., H, W, 3)`` float32 (preprocessed scale).

@@ -6,22 +6,18 @@ floats, e.g. the AC-CPC crops) -> 4 x [Conv 4x4/2 pad 1 no bias -> LN(channels, 
 
 Flatten order (ambiguous in a port, documented here): we flatten the NHWC map in our natural
 ``(y, x, c)`` order; the reference flattens ``(c, y, x)``. The reorder is done once, on import, by
-the `torch_map` converter of the representation Linear (its kernel rows are permuted), so the
+the `twister_jax.port` converter of the representation Linear (its kernel rows are permuted), so the
 forward needs no transpose and the parameters stay interchangeable with the original.
 
 Convolutions go through `twister_jax.networks.conv.conv2d` (kernel HWIO, a plain `nnx.Param`).
 """
 from __future__ import annotations
 
-import math
-
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from twister_jax import port
 from twister_jax.networks import conv as conv_lib
 from twister_jax.networks import layers
 
@@ -52,13 +48,6 @@ def layer_impl(impl: str, layer: int) -> str:
     return "hybrid" if layer == 0 else "matmul"
 
 
-def cnn_flat_to_torch(flat: np.ndarray, channels: int, size: int) -> np.ndarray:
-    """Our ``(y, x, c)``-flattened features -> the reference's ``(c, y, x)`` order (tests/debugging)."""
-    flat = np.asarray(flat)
-    lead = flat.shape[:-1]
-    return flat.reshape(*lead, size, size, channels).swapaxes(-1, -3).swapaxes(-1, -2).reshape(*lead, -1)
-
-
 class Encoder(nnx.Module):
     """Conv encoder + representation Linear (spec 3.3).
 
@@ -70,9 +59,6 @@ class Encoder(nnx.Module):
       in_channels: 3.
       conv_impl: `conv.conv2d` implementation (``"auto"``: per layer on CPU, see `layer_impl`; XLA elsewhere).
       dtype: compute dtype; params `param_dtype`; LN statistics and the returned logits float32.
-
-    Torch names: ``cnn.layers.{i}.0.weight``, ``cnn.layers.{i}.1.{weight,bias}``,
-    ``representation_network.{weight,bias}``.
     """
 
     def __init__(self, *, dim_cnn: int = 32, stoch: int = 32, discrete: int = 32, ln_eps: float = 1e-3,
@@ -97,21 +83,6 @@ class Encoder(nnx.Module):
         """Build from the ``model`` config block (INTERFACES 2)."""
         return cls(dim_cnn=model.dim_cnn, stoch=model.stoch, discrete=model.discrete, ln_eps=model.ln_eps,
                    dtype=dtype, rngs=rngs, **kw)
-
-    def torch_map(self) -> port.TorchMap:
-        m: port.TorchMap = {}
-        for i in range(4):
-            m[f"cnn.layers.{i}.0.weight"] = (("kernels", i), conv_lib.torch_conv_kernel)
-            m.update(layers.ln_torch_map(("norms", i), f"cnn.layers.{i}.1"))
-        c, s = self.dim_cnn * 8, self.final_size
-
-        def repr_kernel(w):  # (out, c*s*s) in (c, y, x) order -> (s*s*c in (y, x, c) order, out)
-            w = np.asarray(w)
-            return w.reshape(w.shape[0], c, s, s).transpose(2, 3, 1, 0).reshape(s * s * c, w.shape[0])
-
-        m["representation_network.weight"] = (("repr", "kernel"), repr_kernel)
-        m["representation_network.bias"] = (("repr", "bias"), port.identity)
-        return m
 
     def features(self, images: jax.Array) -> list[jax.Array]:
         """Per-layer NHWC maps ``(N, H_i, W_i, C_i)`` (N = flattened leading dims), in `dtype`."""

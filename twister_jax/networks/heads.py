@@ -9,8 +9,6 @@ twice) -> output Linear with bias. The output dtype is float32 (distributions ru
 | continue | 1 | xavier uniform, zero bias | `bernoulli_*` |
 | policy, discrete | A | xavier uniform, zero bias | `unimix_*` / `onehot_*` |
 | policy, continuous | 2A | xavier uniform, zero bias | raw output; the bounded Normal lives in `policy_dist` |
-
-Torch names: ``mlp.layers.{i}.0.weight``, ``mlp.layers.{i}.1.{weight,bias}``, ``linear_proj.{weight,bias}``.
 """
 from __future__ import annotations
 
@@ -19,8 +17,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from twister_jax import distributions as D
-from twister_jax import port
 from twister_jax.networks import layers
 
 
@@ -45,11 +41,6 @@ class MLPHead(nnx.Module):
         self.linear_proj = layers.Linear(hidden, out_size,
                                          kernel_init=layers.zeros if zero_output else layers.xavier_uniform,
                                          bias_init=layers.zeros, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-
-    def torch_map(self) -> port.TorchMap:
-        m = port.nest(self.mlp.torch_map(), "mlp", ("mlp",))
-        m.update(port.nest(self.linear_proj.torch_map(), "linear_proj", ("linear_proj",)))
-        return m
 
     def __call__(self, feat: jax.Array) -> jax.Array:
         chex.assert_shape(feat, (..., self.feat_size))
@@ -85,30 +76,3 @@ def policy_head(model, num_actions: int, *, continuous: bool = False, dtype=jnp.
     """Policy network: A logits (discrete) or 2A raw outputs (continuous: mean | std halves)."""
     return MLPHead(feat_size_of(model), 2 * num_actions if continuous else num_actions,
                    **_kw(model, dtype, rngs))
-
-
-def head_from_fixture(fx, reference_class: str) -> tuple[MLPHead, dict]:
-    """Builds the head of a golden fixture module (by reference class) and loads its parameters.
-
-    Returns the module and the module's constructor args. Output size is read from the params.
-    """
-    mods = fx.meta["modules"]
-    name, mod = next((n, m) for n, m in mods.items() if m.get("reference_class") == reference_class)
-    a = mod["constructor_args"]
-    prefix = mod.get("param_prefix", name).rstrip(".")
-    out_size = fx.params[f"{prefix}.linear_proj.weight"].shape[0]
-    head = MLPHead(a["feat_size"], out_size, hidden=a["hidden_size"], num_layers=a["num_mlp_layers"],
-                   ln_eps=a["norm"]["params"]["eps"], rngs=nnx.Rngs(0))
-    port.load_torch_params(head, fx.params, prefix, allow_unexpected=True)
-    return head, a
-
-
-def policy_from_fixture(fx, unimix: float = 0.01):
-    """``sample(feat (N, F), gumbel (N, A)) -> straight-through one-hot action`` of a fixture's
-    discrete `PolicyNetwork` (used by the `tssm_imagine` golden checker)."""
-    head, _ = head_from_fixture(fx, "PolicyNetwork")
-
-    def sample(feat, gumbel):
-        return D.onehot_sample(head(feat), gumbel, unimix)
-
-    return sample

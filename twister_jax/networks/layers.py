@@ -5,10 +5,10 @@ Flax layout: Dense ``(in, out)``, Conv HWIO ``(kh, kw, in, out)``; fans include 
 
 Blocks:
   * `DenseNormAct`: Linear (no bias) -> LayerNorm (float32 statistics, eps) -> optional SiLU.
-    Torch names ``0.weight``, ``1.weight``, ``1.bias`` (the reference's ``layers.{i}`` entries).
   * `MLP`: ``layers`` x DenseNormAct with SiLU (the "2 x 512" trunk of every head).
-    Torch names ``layers.{i}.0.weight``, ``layers.{i}.1.{weight,bias}``.
-  * `Linear`: a plain Linear with bias and a `torch_map` (``weight``, ``bias``).
+  * `Linear`: a plain Linear with bias.
+
+The original's parameter names of every module are in `twister_jax.port`.
 """
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ import math
 import jax
 import jax.numpy as jnp
 from flax import nnx
-
-from twister_jax import port
 
 
 def _fans(shape):
@@ -67,15 +65,8 @@ def layer_norm(features: int, eps: float, *, param_dtype=jnp.float32, rngs: nnx.
                          param_dtype=param_dtype, rngs=rngs)
 
 
-def ln_torch_map(path: tuple, torch_prefix: str) -> port.TorchMap:
-    """Map of a torch LayerNorm ``{prefix}.weight``/``.bias`` onto nnx scale/bias at `path`."""
-    tp = f"{torch_prefix}." if torch_prefix else ""
-    return {tp + "weight": (tuple(path) + ("scale",), port.identity),
-            tp + "bias": (tuple(path) + ("bias",), port.identity)}
-
-
 class Linear(nnx.Module):
-    """Linear with bias. Torch names ``weight`` (out, in), ``bias``.
+    """Linear with (optional) bias.
 
     Args:
       fin, fout: sizes. kernel_init / bias_init: spec 6.4 initialisers.
@@ -88,12 +79,6 @@ class Linear(nnx.Module):
                                  bias_init=bias_init, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.use_bias = use_bias
 
-    def torch_map(self) -> port.TorchMap:
-        m = {"weight": (("linear", "kernel"), port.linear_kernel)}
-        if self.use_bias:
-            m["bias"] = (("linear", "bias"), port.identity)
-        return m
-
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.linear(x)
 
@@ -103,7 +88,6 @@ class DenseNormAct(nnx.Module):
 
     Input ``(..., fin)`` in any float dtype; output ``(..., fout)`` float32 after the LN (callers
     cast to their compute dtype as needed; the next Linear casts anyway).
-    Torch names: ``0.weight`` (Linear), ``1.weight``, ``1.bias`` (LayerNorm).
     """
 
     def __init__(self, fin: int, fout: int, *, eps: float = 1e-3, act: bool = True,
@@ -114,11 +98,6 @@ class DenseNormAct(nnx.Module):
         self.norm = layer_norm(fout, eps, param_dtype=param_dtype, rngs=rngs)
         self.act = act
 
-    def torch_map(self) -> port.TorchMap:
-        m = {"0.weight": (("dense", "kernel"), port.linear_kernel)}
-        m.update(ln_torch_map(("norm",), "1"))
-        return m
-
     def __call__(self, x: jax.Array) -> jax.Array:
         y = self.norm(self.dense(x).astype(jnp.float32))
         return jax.nn.silu(y) if self.act else y
@@ -128,7 +107,6 @@ class MLP(nnx.Module):
     """`layers` x (Dense no bias -> LN -> SiLU): the head trunk "2 x 512" (spec 3.2).
 
     Input ``(..., fin)``, output ``(..., hidden)`` in `dtype`.
-    Torch names: ``layers.{i}.0.weight``, ``layers.{i}.1.{weight,bias}``.
     """
 
     def __init__(self, fin: int, hidden: int, layers: int = 2, *, eps: float = 1e-3,
@@ -137,12 +115,6 @@ class MLP(nnx.Module):
         self.layers = nnx.List([
             DenseNormAct(fin if i == 0 else hidden, hidden, eps=eps, act=True, dtype=dtype,
                          param_dtype=param_dtype, rngs=rngs) for i in range(layers)])
-
-    def torch_map(self) -> port.TorchMap:
-        m = {}
-        for i, layer in enumerate(self.layers):
-            m.update(port.nest(layer.torch_map(), f"layers.{i}", ("layers", i)))
-        return m
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for layer in self.layers:

@@ -16,15 +16,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from twister_jax import port
 from twister_jax.networks import attention, layers
 
 
 layer_norm = layers.layer_norm  # affine LN over the last axis, float32 two-pass statistics
-
-
-def ln_torch_map(ours: str, theirs: str) -> port.TorchMap:
-    return layers.ln_torch_map((ours,), theirs)
 
 
 def _split_key(key: Optional[jax.Array], n: int):
@@ -34,11 +29,7 @@ def _split_key(key: Optional[jax.Array], n: int):
 
 
 class TransformerBlock(nnx.Module):
-    """One post-norm block (spec 3.6.3).
-
-    Torch names (relative): ``self_att_module.attention.*``, ``self_att_module.post_norm.*``,
-    ``ff_module.layers.{0,3}.*``, ``ff_module.post_norm.*``.
-    """
+    """One post-norm block (spec 3.6.3)."""
 
     def __init__(self, hidden: int, heads: int, *, ff_ratio: int = 2, dropout: float = 0.1,
                  ln_eps: float = 1e-6, max_pos: int = 2048, dtype=jnp.float32,
@@ -50,15 +41,6 @@ class TransformerBlock(nnx.Module):
         self.ff1 = attention.torch_linear(hidden, ff_ratio * hidden, **kw)
         self.ff2 = attention.torch_linear(ff_ratio * hidden, hidden, **kw)
         self.ff_norm = layer_norm(hidden, ln_eps, param_dtype=param_dtype, rngs=rngs)
-
-    def torch_map(self) -> port.TorchMap:
-        m = port.nest(self.attention.torch_map(), "self_att_module.attention", ("attention",))
-        m.update(ln_torch_map("att_norm", "self_att_module.post_norm"))
-        for ours, theirs in [("ff1", "ff_module.layers.0"), ("ff2", "ff_module.layers.3")]:
-            m[f"{theirs}.weight"] = ((ours, "kernel"), port.linear_kernel)
-            m[f"{theirs}.bias"] = ((ours, "bias"), port.identity)
-        m.update(ln_torch_map("ff_norm", "ff_module.post_norm"))
-        return m
 
     def __call__(self, x: jax.Array, mask: jax.Array, cache_k: Optional[jax.Array] = None,
                  cache_v: Optional[jax.Array] = None, *, key: Optional[jax.Array] = None,
@@ -80,10 +62,7 @@ class TransformerBlock(nnx.Module):
 
 
 class Transformer(nnx.Module):
-    """Stack of `blocks` post-norm blocks, no final LayerNorm (spec 3.6.3).
-
-    Torch names (relative): ``blocks.{b}.*``.
-    """
+    """Stack of `blocks` post-norm blocks, no final LayerNorm (spec 3.6.3)."""
 
     def __init__(self, hidden: int, heads: int, blocks: int, *, ff_ratio: int = 2, dropout: float = 0.1,
                  ln_eps: float = 1e-6, max_pos: int = 2048, dtype=jnp.float32,
@@ -93,12 +72,6 @@ class Transformer(nnx.Module):
             TransformerBlock(hidden, heads, ff_ratio=ff_ratio, dropout=dropout, ln_eps=ln_eps,
                              max_pos=max_pos, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
             for _ in range(blocks)])
-
-    def torch_map(self) -> port.TorchMap:
-        m: port.TorchMap = {}
-        for i, blk in enumerate(self.blocks):
-            m.update(port.nest(blk.torch_map(), f"blocks.{i}", ("blocks", i)))
-        return m
 
     def __call__(self, x: jax.Array, mask: jax.Array,
                  caches: Optional[Sequence[tuple[jax.Array, jax.Array]]] = None, *,

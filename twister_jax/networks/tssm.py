@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from twister_jax import distributions, port
+from twister_jax import distributions
 from twister_jax.networks import attention, layers, transformer
 
 sg = jax.lax.stop_gradient
@@ -40,21 +40,13 @@ def clip_action(action: jax.Array) -> jax.Array:
 # --------------------------------------------------------------------------------------------
 
 class ActionMixer(nnx.Module):
-    """``LN(W2 SiLU(LN(W1 x)))``, both Dense without bias, LN eps ``ln_eps`` (spec 3.6.2).
-
-    Torch names: ``layers.{0,1}.0.weight``, ``layers.{0,1}.1.{weight,bias}``.
-    """
+    """``LN(W2 SiLU(LN(W1 x)))``, both Dense without bias, LN eps ``ln_eps`` (spec 3.6.2)."""
 
     def __init__(self, in_features: int, hidden: int, *, ln_eps: float = 1e-3, dtype=jnp.float32,
                  param_dtype=jnp.float32, rngs: nnx.Rngs):
         kw = dict(eps=ln_eps, kernel_init=layers.dreamerv3_normal, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.layer0 = layers.DenseNormAct(in_features, hidden, act=True, **kw)
         self.layer1 = layers.DenseNormAct(hidden, hidden, act=False, **kw)
-
-    def torch_map(self):
-        m = port.nest(self.layer0.torch_map(), "layers.0", ("layer0",))
-        m.update(port.nest(self.layer1.torch_map(), "layers.1", ("layer1",)))
-        return m
 
     def __call__(self, x):
         return self.layer1(self.layer0(x))
@@ -97,9 +89,6 @@ class KVCache:
 class TSSM(nnx.Module):
     """Transformer state-space model (spec 3.6).
 
-    Torch names (relative to ``rssm.``): ``weight_init``, ``action_mixer.*``, ``transformer.*``,
-    ``dynamics_predictor.{weight,bias}``.
-
     Constructor arguments map from config keys: hidden, heads, blocks, ff_ratio, context, max_pos,
     dropout, transformer_ln_eps, ln_eps, stoch, discrete, unimix, learn_initial (``model.*``) and
     ``env.num_actions``; see `TSSM.from_config`.
@@ -134,15 +123,6 @@ class TSSM(nnx.Module):
                    max_pos=model.max_pos, dropout=model.dropout, transformer_ln_eps=model.transformer_ln_eps,
                    ln_eps=model.ln_eps, unimix=model.unimix, learn_initial=model.learn_initial,
                    mode_st_logprob=st, dtype=dtype, rngs=rngs)
-
-    def torch_map(self) -> port.TorchMap:
-        m = port.nest(self.action_mixer.torch_map(), "action_mixer", ("action_mixer",))
-        m.update(port.nest(self.transformer.torch_map(), "transformer", ("transformer",)))
-        m["dynamics_predictor.weight"] = (("dynamics_predictor", "kernel"), port.linear_kernel)
-        m["dynamics_predictor.bias"] = (("dynamics_predictor", "bias"), port.identity)
-        if self.learn_initial:
-            m["weight_init"] = (("weight_init",), port.identity)
-        return m
 
     # ---------------------------------------------------------------- small pieces
     def prior_logits(self, deter: jax.Array) -> jax.Array:

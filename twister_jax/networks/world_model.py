@@ -1,9 +1,8 @@
 """The composite world model (spec 3, 4): encoder, TSSM, decoder, reward/continue heads, AC-CPC heads.
 
-`WorldModel` holds the parts under the original's state-dict names (`torch_map` covers
+``port.load_torch_params(wm, state_dict)`` imports an original agent's world model (its
 ``encoder_network.``, ``decoder_network.``, ``rssm.``, ``reward_network.``, ``continue_network.``,
-``contrastive_network.``), so ``port.load_torch_params(wm, state_dict)`` imports an original agent's
-world model and names every missing, unexpected or mis-shaped tensor. `WorldModel.from_config` builds
+``contrastive_network.`` parameters) and names every missing, unexpected or mis-shaped tensor. `WorldModel.from_config` builds
 it from ``config.model``, ``config.env.num_actions``, ``config.compute_dtype`` and ``config.quirks``.
 
 Shapes: B batch, T time, S stochastic variables, C classes, D width (``model.hidden``), A actions,
@@ -15,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from twister_jax import distributions, port
+from twister_jax import distributions
 from twister_jax.losses import ac_cpc
 from twister_jax.networks import contrastive as contrastive_lib
 from twister_jax.networks import heads as heads_lib
@@ -87,15 +86,6 @@ class WorldModel(nnx.Module):
                    contrastive_layers=m.contrastive_layers,
                    mode_st_logprob=bool(config.quirks.mode_straight_through_logprob), conv_impl=conv_impl,
                    image_size=tuple(config.env.image_size), dtype=dt, rngs=rngs)
-
-    def torch_map(self) -> port.TorchMap:
-        m = port.nest(self.encoder.torch_map(), "encoder_network", ("encoder",))
-        m.update(port.nest(self.decoder.torch_map(), "decoder_network", ("decoder",)))
-        m.update(port.nest(self.tssm.torch_map(), "rssm", ("tssm",)))
-        m.update(port.nest(self.reward_head.torch_map(), "reward_network", ("reward_head",)))
-        m.update(port.nest(self.continue_head.torch_map(), "continue_network", ("continue_head",)))
-        m.update(port.nest(self.contrastive.torch_map(), "contrastive_network", ("contrastive",)))
-        return m
 
     # ------------------------------------------------------------------------------ pieces
     def encode(self, x: jax.Array) -> jax.Array:
