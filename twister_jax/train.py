@@ -75,10 +75,51 @@ def _last_error_line(text: str) -> str:
     return lines[-1] if lines else str(text)
 
 
+def _one_line(text) -> str:
+    """A multi-line message as one line (the project rule: one line per bad input)."""
+    return "; ".join(ln.strip() for ln in str(text).splitlines() if ln.strip())
+
+
+def _config_flag_value(argv):
+    """The value given to --config in `argv` (`--config=V`, `-config=V` or `--config V`), else None."""
+    for i, arg in enumerate(argv[1:], start=1):
+        if arg == "--":
+            break
+        for prefix in ("--config=", "-config="):
+            if arg.startswith(prefix):
+                return arg[len(prefix):]
+        if arg in ("--config", "-config") and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def _config_file_error(value):
+    """A one-line message when the file part of a --config value is not a readable file, else None."""
+    import pathlib
+
+    path = pathlib.Path(value.split(":", 1)[0])
+    if path.is_file():
+        return None
+    shipped = pathlib.Path(__file__).resolve().parents[1] / "configs"
+    allowed = ("configs/atari.py:<game>, configs/dmc.py:<task>, configs/tiny.py:<variant>"
+               + (f" (in {shipped})" if shipped.is_dir() else ""))
+    where = str(path) if path.is_absolute() else f"{path} (from {pathlib.Path.cwd()})"
+    state = "is not a file" if path.exists() else "not found"
+    return f"config file {where} {state} in --config={value}; pass --config=FILE.py:ARG, e.g. {allowed}"
+
+
 def parse_flags(argv):
     """absl flag parsing with one-line errors (exit status 2) instead of tracebacks."""
+    value = _config_flag_value(argv)
+    problem = _config_file_error(value) if value is not None else None
+    if problem:  # before absl runs the file: a missing file would only fail at first use, with a traceback
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     try:
-        return FLAGS(argv)
+        rest = FLAGS(argv)
+        if FLAGS["config"].value is not None:
+            FLAGS.config.keys()  # ml_collections defers a file that failed to load (OSError) to first use
+        return rest
     except (AttributeError, KeyError) as exc:  # an override naming a key the config lacks
         text = str(exc).replace("\\n", "\n").replace("\\", "")
         found = re.search(r"([A-Za-z0-9_]+)", text)
@@ -88,28 +129,39 @@ def parse_flags(argv):
         print(f"error: unknown config key {key!r}" + (f" in {bad[0].split('=')[0]}" if bad else "")
               + (f" ({hint.group(0)})" if hint else "")
               + "; the keys are those of configs/common.py (INTERFACES.md section 2)", file=sys.stderr)
+    except OSError as exc:  # the config file exists but could not be read
+        print(f"error: cannot load the config file of --config={value}: {_last_error_line(exc)}", file=sys.stderr)
+    except SyntaxError as exc:  # a config file that is not valid Python
+        print(f"error: config file {exc.filename} line {exc.lineno}: {exc.msg}", file=sys.stderr)
     except flags.Error as exc:
-        print(f"error: {_last_error_line(exc)}", file=sys.stderr)
-        print("Pass --help to see the flags.", file=sys.stderr)
+        line = _last_error_line(exc)
+        if "Error whilst parsing config file" in str(exc):  # the file's get_config(ARG) refused ARG
+            print(f"error: {re.sub(r'^[A-Za-z_.]*Error: ', '', line)}", file=sys.stderr)
+        else:
+            print(f"error: {line} (--help lists the flags)", file=sys.stderr)
     sys.exit(2)
 
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS["verbosity"].present:  # Orbax logs every save at INFO; keep the console readable
-        from absl import logging as absl_logging
-        absl_logging.set_verbosity(absl_logging.WARNING)
-    try:
-        config = resolve_config(FLAGS.config)
-        from twister_jax import checkpoint
-        checkpoint.check_workdir_compatible(FLAGS.workdir, config)
-    except ValueError as exc:  # includes IncompatibleCheckpointError
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: unexpected arguments: {' '.join(argv[1:])}; every input is a --flag "
+              f"(--help lists them)", file=sys.stderr)
         sys.exit(2)
-    if FLAGS.multihost:
-        import jax
-        jax.distributed.initialize()
+    from twister_jax import quiet
+    quiet.quiet_libraries(keep_absl_verbosity=FLAGS["verbosity"].present)
+    try:
+        from twister_jax import preflight
+        config = resolve_config(FLAGS.config)
+        # Path and config checks first; the batch-vs-devices check initialises jax's backend, which
+        # multi-host must do after jax.distributed.initialize().
+        preflight.check_run(config, FLAGS.workdir, devices=not FLAGS.multihost)
+        if FLAGS.multihost:
+            import jax
+            jax.distributed.initialize()
+            preflight.check_run(config, FLAGS.workdir)
+    except ValueError as exc:  # includes IncompatibleCheckpointError and preflight.PreflightError
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        sys.exit(2)
     from twister_jax import loop
     result = loop.run(config, FLAGS.workdir)
     print(json.dumps(result, default=str), flush=True)
