@@ -10,7 +10,11 @@ runs (INTERFACES §8: each extra process recompiles, so keep them few):
 * SIGTERM saves a checkpoint and exits cleanly;
 * a corrupt newest checkpoint is skipped in favour of the previous one;
 * learning: the final evaluation of the tiny fake run is clearly above the random policy's;
-* the quickstart notebook runs (nbclient) on the tiny config.
+* the quickstart notebook runs (nbclient) on the tiny config;
+* the continuous-control path (configs/tiny.py:fake_continuous: 4 worker envs, an env step every 2
+  gradient steps, bounded-Normal policy, continuous pre-fill): a short run killed after its first
+  checkpoint and resumed equals an uninterrupted one. Its 3 processes run in a background thread
+  that `runs` starts first, overlapping with the discrete runs.
 A `slow` test learns on a real Atari game with the tiny config (`pytest -m slow`).
 """
 import json
@@ -34,22 +38,24 @@ WALL_FIELDS = {"wall_time", "sps", "env_sps"}
 TIMEOUT = 900
 
 
-def _env():
+def _env(fast_compile=False):
     env = dict(os.environ)
-    # hundreds of steps: XLA's default CPU optimisation level, not the tests' compile-fast level 0 (conftest)
-    env["XLA_FLAGS"] = env.get("TWISTER_TEST_XLA_FLAGS_ORIG", env.get("XLA_FLAGS", ""))
+    # hundreds of steps: XLA's default CPU optimisation level, not the tests' compile-fast level 0
+    # (conftest); runs of a few dozen steps (`fast_compile`) keep level 0: compiling dominates them
+    if not fast_compile:
+        env["XLA_FLAGS"] = env.get("TWISTER_TEST_XLA_FLAGS_ORIG", env.get("XLA_FLAGS", ""))
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO), env.get("PYTHONPATH", "")] if p)
     return env
 
 
-def _train_cmd(workdir, *extra):
-    return [sys.executable, "-m", "twister_jax.train", f"--config={TINY}", f"--workdir={workdir}", *extra]
+def _train_cmd(workdir, *extra, config=TINY):
+    return [sys.executable, "-m", "twister_jax.train", f"--config={config}", f"--workdir={workdir}", *extra]
 
 
-def _start(workdir, log_name, *extra):
+def _start(workdir, log_name, *extra, config=TINY, fast_compile=False):
     log = open(pathlib.Path(str(workdir) + f".{log_name}.log"), "w")
-    return subprocess.Popen(_train_cmd(workdir, *extra), cwd=REPO, env=_env(), stdout=log,
-                            stderr=subprocess.STDOUT), log
+    return subprocess.Popen(_train_cmd(workdir, *extra, config=config), cwd=REPO, env=_env(fast_compile),
+                            stdout=log, stderr=subprocess.STDOUT), log
 
 
 def _log_text(workdir, log_name):
@@ -81,7 +87,10 @@ def _det(rows):
 
 
 @pytest.fixture(scope="session")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, request):
+    if any("continuous_runs" in item.fixturenames for item in request.session.items):
+        # the continuous reference run compiles (one core) while the discrete run compiles (the other)
+        request.getfixturevalue("continuous_full")
     root = tmp_path_factory.mktemp("program")
     full, killed = root / "full", root / "killed"
     config = get_config("tiny", "fake")
@@ -263,6 +272,103 @@ def test_quickstart_notebook(runs, tmp_path, monkeypatch):
     NotebookClient(nb, timeout=TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
     assert (tmp_path / "nb_run" / "done.json").exists()
     assert (tmp_path / "nb_run" / "scores.jsonl").read_text().strip()
+
+
+# ------------------------------------------------------------------ continuous control (fake_continuous)
+# 4 envs in worker processes, an env step every 2 gradient steps, the bounded-Normal policy, continuous
+# pre-fill actions: an uninterrupted run and one SIGKILLed right after its first checkpoint, then resumed
+# to the end. Few steps at the tests' compile-fast XLA level (the processes' start-up dominates).
+TINY_CONTINUOUS = f"{REPO}/configs/tiny.py:fake_continuous"
+C_STEPS, C_CKPT, C_LOG = 12, 6, 3
+CONTINUOUS_OVERRIDES = (f"--config.num_train_steps={C_STEPS}", f"--config.checkpoint_every={C_CKPT}",
+                        f"--config.log_every={C_LOG}", f"--config.eval_every={C_STEPS}", "--config.eval_episodes=2",
+                        "--config.eval_envs=2", "--config.figure_every=1000", "--config.batch_size=2")
+
+
+def _start_continuous(workdir, log_name):
+    return _start(workdir, log_name, *CONTINUOUS_OVERRIDES, config=TINY_CONTINUOUS, fast_compile=True)
+
+
+def _continuous_sequence(root, info):
+    """Uninterrupted run; once it has compiled (its first log row), the killed run (loads the compiled
+    steps from the persistent cache), SIGKILL after its first checkpoint, resume to the end."""
+    t0 = time.time()
+    full, killed = root / "full", root / "killed"
+    info.update(full=full, killed=killed)
+    p_full, log_full = _start_continuous(full, "full")
+    try:
+        _wait_for(lambda: bool(_safe_rows(full / "metrics.jsonl")), p_full, "the first log row (continuous)")
+        p_kill, log_kill = _start_continuous(killed, "kill")
+        _wait_for(lambda: C_CKPT in _steps(killed), p_kill, "the first checkpoint (continuous)")
+        p_kill.send_signal(signal.SIGKILL)
+        p_kill.wait()
+        log_kill.close()
+        info["rows_at_kill"] = _rows(killed / "metrics.jsonl")
+        p_last, log_last = _start_continuous(killed, "last")
+        info["last_rc"] = p_last.wait(timeout=TIMEOUT)
+        log_last.close()
+        info["full_rc"] = p_full.wait(timeout=TIMEOUT)
+    finally:
+        if p_full.poll() is None:
+            p_full.kill()
+        log_full.close()
+    info["full_log"] = _log_text(full, "full")
+    info["last_log"] = _log_text(killed, "last")
+    info["wall_time"] = time.time() - t0
+
+
+@pytest.fixture(scope="session")
+def continuous_full(tmp_path_factory):
+    """Starts the continuous runs in a background thread and returns at once (`runs` requests this
+    first when a continuous test is selected, so they overlap with the discrete runs; on 2 cores
+    the discrete runs leave a core idle while they compile and wait); `continuous_runs` joins it."""
+    import threading
+
+    root = tmp_path_factory.mktemp("program_continuous")
+    info, errors = {}, []
+
+    def target():
+        try:
+            _continuous_sequence(root, info)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by `continuous_runs`
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return {"thread": thread, "info": info, "errors": errors}
+
+
+@pytest.fixture(scope="session")
+def continuous_runs(continuous_full):
+    continuous_full["thread"].join(timeout=3 * TIMEOUT)
+    assert not continuous_full["thread"].is_alive(), "continuous runs did not finish"
+    if continuous_full["errors"]:
+        raise continuous_full["errors"][0]
+    info = continuous_full["info"]
+    assert info["full_rc"] == 0, info["full_log"][-3000:]
+    assert info["last_rc"] == 0, info["last_log"][-3000:]
+    return info
+
+
+def test_continuous_resume_after_sigkill_equals_uninterrupted(continuous_runs):
+    full, killed = continuous_runs["full"], continuous_runs["killed"]
+    saved = json.loads((full / "config.json").read_text())
+    assert saved["env"]["task"] == "continuous" and saved["env"]["num_envs"] == 4 and saved["env_step_every"] == 2
+    rows = _rows(full / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(C_LOG, C_STEPS + 1, C_LOG))
+    # one batched step of the 4 envs every 2 gradient steps
+    assert all(b["env_steps"] - a["env_steps"] == 4 * (b["step"] // 2 - a["step"] // 2)
+               for a, b in zip(rows, rows[1:])), [(r["step"], r["env_steps"]) for r in rows]
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["policy_ent"]) for r in rows)
+    scores = _rows(full / "scores.jsonl")
+    assert [s["step"] for s in scores] == [C_STEPS] and len(scores[0]["returns"]) == 2
+    # resumed from the checkpoint the kill left: the same rows as the uninterrupted run
+    assert continuous_runs["rows_at_kill"], "no metrics row before the kill"
+    assert f"resumed from checkpoint step {C_CKPT}" in continuous_runs["last_log"], continuous_runs["last_log"][-2000:]
+    assert _det(_rows(killed / "metrics.jsonl")) == _det(rows)
+    assert _det(_rows(killed / "scores.jsonl")) == _det(scores)
+    assert json.loads((killed / "done.json").read_text())["step"] == C_STEPS
+    print(f"continuous runs (3 processes, 2 in parallel) wall time: {continuous_runs['wall_time']:.1f}s")
 
 
 @pytest.mark.slow
