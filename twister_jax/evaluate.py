@@ -88,14 +88,60 @@ def evaluate(workdir, episodes=None, video=None, agent=None) -> dict:
     return out
 
 
+def check_inputs(workdir, video=None) -> None:
+    """The checks of the command's inputs that can be made before any work (reads, writes nothing).
+
+    Raises:
+      FileNotFoundError / ValueError: a one-line message naming the bad value and what is allowed.
+    """
+    import importlib.util
+    from twister_jax import preflight
+
+    if video is not None:
+        suffix = pathlib.Path(video).suffix.lower()
+        if suffix not in (".mp4", ".gif"):
+            raise ValueError(f"--video={video}: the file name must end in .mp4 or .gif")
+        if suffix == ".mp4" and importlib.util.find_spec("cv2") is None:
+            raise ValueError(f"--video={video}: .mp4 needs OpenCV (pip install opencv-python-headless); "
+                             f"or pass a .gif path")
+        preflight.check_writable_dir(pathlib.Path(video).parent, what=f"--video={video}: the folder")
+    run = pathlib.Path(workdir)
+    if not run.exists():
+        raise FileNotFoundError(f"--workdir={workdir} does not exist; pass a run directory written by "
+                                f"python -m twister_jax.train")
+    if not run.is_dir():
+        raise ValueError(f"--workdir={workdir} is a file; pass a run directory written by python -m twister_jax.train")
+    path = run / "config.json"
+    try:
+        load_config(workdir)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        reason = " ".join(str(exc).split())
+        raise ValueError(f"{path} is unreadable ({reason}); it must be the config.json that "
+                         f"python -m twister_jax.train wrote") from None
+    except (KeyError, AttributeError, TypeError) as exc:  # JSON, but not a run config
+        reason = " ".join(str(exc).split()).strip("\"'")
+        raise ValueError(f"{path} is not a twister_jax run config (no valid {reason!r}); it must be the "
+                         f"config.json that python -m twister_jax.train wrote") from None
+
+
 def main(argv):
     from absl import flags
-    del argv
+    from twister_jax import quiet
+
     FLAGS = flags.FLAGS
+    if len(argv) > 1:
+        print(f"error: unexpected arguments: {' '.join(argv[1:])}; every input is a --flag "
+              f"(--help lists them)", file=sys.stderr)
+        sys.exit(2)
+    quiet.quiet_libraries(keep_absl_verbosity=FLAGS["verbosity"].present)
     try:
+        check_inputs(FLAGS.workdir, FLAGS.video)
         out = evaluate(FLAGS.workdir, FLAGS.episodes, FLAGS.video)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        print(f"error: {'; '.join(lines)}", file=sys.stderr)
         sys.exit(2)
     print(json.dumps(out), flush=True)
 
@@ -103,13 +149,24 @@ def main(argv):
 def _define_flags():
     from absl import flags
     flags.DEFINE_string("workdir", None, "Run directory written by twister_jax.train.")
-    flags.DEFINE_integer("episodes", None, "Greedy episodes to play (default: the config's eval_episodes).")
+    flags.DEFINE_integer("episodes", None, "Greedy episodes to play, at least 1 (default: the config's "
+                         "eval_episodes).", lower_bound=1)
     flags.DEFINE_string("video", None, "Write the first episode to this .mp4 or .gif file.")
     flags.mark_flags_as_required(["workdir"])
 
 
+def _parse_flags(argv):
+    """absl flag parsing with one-line errors (exit status 2) instead of absl's FATAL lines (exit 1)."""
+    from absl import flags
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        print(f"error: {lines[-1] if lines else exc} (--help lists the flags)", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    from absl import app, logging as absl_logging
+    from absl import app
     _define_flags()
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
