@@ -1,7 +1,7 @@
 """Global JAX options shared by every entry point (train, evaluate, the agent, notebooks, tests).
 
 * ``jax_threefry_partitionable = True``: random draws do not depend on how an array is sharded, so
-  one device and a mesh draw the same numbers (docs/interfaces.md section 4; tests/test_sharding_train.py).
+  one device and a mesh draw the same numbers (docs/interfaces.md §4; tests/test_sharding_train.py).
 * ``jax_default_matmul_precision = config.matmul_precision`` (``"highest"``, ``"high"`` or
   ``"default"``; ``"default"`` lets GPUs use TF32).
 
