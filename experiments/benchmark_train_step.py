@@ -94,17 +94,11 @@ def _timed(fn, args, steps, carry=None):
 def run_row(size: str, dtype: str, steps: int, split: bool, precision: str) -> dict:
     """One row, in this process."""
     import jax
-    import jax.numpy as jnp
     import numpy as np
-    import optax
-    from flax import nnx
 
-    from twister_jax import agent as agent_lib, optim, sharding
+    from twister_jax import agent as agent_lib, sharding
     from twister_jax.config_files import load_config
-    from twister_jax.losses import world_model as wm_loss
-    from twister_jax.policy_dist import PolicyDist
 
-    jax.config.update("jax_threefry_partitionable", True)
     name, arg = SIZES[size]
     config = load_config(ROOT / "configs" / f"{name}.py", arg)
     with config.unlocked():
@@ -129,7 +123,7 @@ def run_row(size: str, dtype: str, steps: int, split: bool, precision: str) -> d
     batch = sharding.global_batch(host_batch, agent.mesh)
     key = jax.random.key(1)
     step_jit = [c.cell_contents for c in agent.train_step.__closure__
-                if hasattr(c.cell_contents, "lower")][0]          # the jitted `_train_step`
+                if hasattr(c.cell_contents, "lower")][0]          # the jitted `updates.train_step`
 
     t0 = time.perf_counter()
     compiled = step_jit.lower(state, batch, key).compile()
@@ -143,31 +137,17 @@ def run_row(size: str, dtype: str, steps: int, split: bool, precision: str) -> d
            "compile_s": compile_s, "step_ms": 1e3 * step_s, "steps_per_s": 1.0 / step_s}
 
     if split:
-        # The pieces as `agent._train_step` writes them (same functions, same noise layout).
-        m = config.model
-        wm_graph, _ = nnx.split(agent_lib.build_networks(config, jax.random.key(0))[0], nnx.Param)
-        pol_graph, _ = nnx.split(agent_lib.build_networks(config, jax.random.key(0))[1], nnx.Param)
-        critic_graph, _ = nnx.split(agent_lib.build_networks(config, jax.random.key(0))[2], nnx.Param)
-        tx = optim.make_optimizers(config)["world_model"]
-        loss_cfg = wm_loss.LossConfig.from_config(config)
+        # The pieces as `updates.train_step` runs them (same functions, same keys).
+        from twister_jax import updates
+        spec = agent_lib.AgentSpec.from_config(config)
 
         def wm_piece(wm_params, wm_opt, batch, key):
-            noise = wm_loss.draw_noise(jax.random.fold_in(key, 0), b, t, m.stoch, m.discrete,
-                                       crop_scale=tuple(config.augment.crop_scale),
-                                       crop_ratio=tuple(config.augment.crop_ratio),
-                                       image_size=tuple(config.env.image_size))
-
-            def obj(p):
-                return wm_loss.world_model_loss(nnx.merge(wm_graph, p), batch, noise, loss_cfg,
-                                                deterministic=False, dropout_key=jax.random.fold_in(key, 1))
-            (total, aux), grads = jax.value_and_grad(obj, has_aux=True)(wm_params)
-            updates, wm_opt = tx.update(grads, wm_opt, wm_params)
-            return optax.apply_updates(wm_params, updates), wm_opt, aux["start"], aux["start_cont"], total
+            u = updates.world_model_update(spec, wm_params, wm_opt, batch, key)
+            return u.params, u.opt_state, u.aux["start"], u.aux["start_cont"], u.loss
 
         def imag_piece(wm_params, actor, critic, start, start_cont, retnorm, key):
-            wm = nnx.merge(wm_graph, wm_params)
-            return agent_lib.imagine_and_targets(wm, nnx.merge(pol_graph, actor), nnx.merge(critic_graph, critic),
-                                                 dist, start, start_cont, retnorm, key, config)
+            return updates.imagine_and_targets(spec.world_model(wm_params), spec.actor(actor), spec.critic(critic),
+                                               spec.dist, start, start_cont, retnorm, key, config)
 
         p = state.params
         wm_args = (p["world_model"], state.opt_state["world_model"], batch, key)
