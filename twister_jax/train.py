@@ -7,6 +7,8 @@ Flags:
   --workdir     the run directory; re-running the same command on it resumes from its newest checkpoint.
   --multihost   call `jax.distributed.initialize()` first (multi-host TPU/GPU); every host runs its own
                 environments and replay and feeds its share of the global batch.
+  --allow_empty_replay   resume a checkpoint whose replay files are missing or damaged with an empty
+                replay (the train state is kept); without it such a run stops, naming the files.
 
 An unknown config key, game or task, or a config that contradicts the run already in `--workdir`,
 stops the program with a non-zero exit status and a message naming the bad value before anything
@@ -27,6 +29,9 @@ config_flags.DEFINE_config_file(
     "Config file and argument, `file.py:arg`, e.g. configs/atari.py:alien; override keys with "
     "--config.KEY=VALUE.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory (outputs, checkpoints); an existing one is resumed.")
+flags.DEFINE_bool("allow_empty_replay", False,
+                  "Resume a checkpoint whose replay files are missing or damaged with an empty replay "
+                  "(keeps the train state; new episodes refill the replay). Without it such a run stops.")
 flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() before anything else.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -162,8 +167,12 @@ def main(argv):
     except ValueError as exc:  # includes IncompatibleCheckpointError and preflight.PreflightError
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         sys.exit(2)
-    from twister_jax import loop
-    result = loop.run(config, FLAGS.workdir)
+    from twister_jax import checkpoint, loop
+    try:
+        result = loop.run(config, FLAGS.workdir, allow_empty_replay=FLAGS.allow_empty_replay)
+    except (checkpoint.ReplayUnavailableError, checkpoint.IncompatibleCheckpointError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)  # found while restoring; nothing was lost
+        sys.exit(2)
     print(json.dumps(result, default=str), flush=True)
 
 
