@@ -10,9 +10,12 @@ Flags:
   --allow_empty_replay   resume a checkpoint whose replay files are missing or damaged with an empty
                 replay (the train state is kept); without it such a run stops, naming the files.
 
-An unknown config key, game or task, or a config that contradicts the run already in `--workdir`,
-stops the program with a non-zero exit status and a message naming the bad value before anything
-is written. The outputs are described in README.md ("Outputs") and INTERFACES.md §6.
+Bad input stops the program before anything is written, with exit status 2 and one `error:` line
+naming the bad value and what is allowed: a missing or non-Python config file, an unknown flag,
+config key, game or task, a workdir that is a file or is not writable, a config that contradicts the
+run already in `--workdir`, a batch that does not divide over the devices (`twister_jax.preflight`).
+Library log noise is kept off stderr (`twister_jax.quiet`; any `--verbosity` shows it all). The
+outputs are described in README.md ("Outputs") and INTERFACES.md §6.
 """
 from __future__ import annotations
 
