@@ -89,16 +89,18 @@ def _one_line(text) -> str:
 
 
 def _config_flag_value(argv):
-    """The value given to --config in `argv` (`--config=V`, `-config=V` or `--config V`), else None."""
+    """The value given to --config in `argv` (`--config=V`, `-config=V` or `--config V`; the last
+    one, as absl takes it), else None."""
+    value = None
     for i, arg in enumerate(argv[1:], start=1):
         if arg == "--":
             break
         for prefix in ("--config=", "-config="):
             if arg.startswith(prefix):
-                return arg[len(prefix):]
+                value = arg[len(prefix):]
         if arg in ("--config", "-config") and i + 1 < len(argv):
-            return argv[i + 1]
-    return None
+            value = argv[i + 1]
+    return value
 
 
 def _config_file_error(value):
