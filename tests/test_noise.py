@@ -32,7 +32,7 @@ def main(argv):
         absl_logging.set_verbosity(absl_logging.WARNING)
     import jax, numpy as np, orbax.checkpoint as ocp
     directory = os.path.abspath("checkpoints")
-    tree = {f"w{i}": np.arange(1000, dtype=np.float32) + i for i in range(50)}
+    tree = {f"w{i}": jax.numpy.arange(1000, dtype=jax.numpy.float32).reshape(10, 100) + i for i in range(50)}
     mgr = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(max_to_keep=3))
     for step in (20, 40):
         mgr.save(step, args=ocp.args.Composite(train=ocp.args.StandardSave(tree)))
@@ -52,7 +52,7 @@ def main(argv):
         except Exception as exc:
             logging.getLogger("twister_jax.checkpoint").warning(
                 "checkpoint %s is unreadable (%s); falling back to the previous one", step, type(exc).__name__)
-    print("restored", step, float(restored.train["w3"][0]), flush=True)
+    print("restored", step, float(restored.train["w3"][0, 0]), flush=True)
 
 app.run(main)
 '''

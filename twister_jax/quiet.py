@@ -26,7 +26,9 @@ shows the libraries' messages in full.
 """
 from __future__ import annotations
 
+import atexit
 import logging
+import re
 import sys
 import threading
 
@@ -44,13 +46,27 @@ def _first_line(text: str) -> str:
     return ""
 
 
+_SEEN = set()
+_HIDDEN = [0]
+_LOCK = threading.Lock()
+
+
+def _strip_addresses(text: str) -> str:
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
+
+
+def _note_first(key) -> bool:
+    """True the first time `key` is seen; later times count as hidden."""
+    with _LOCK:
+        if key in _SEEN:
+            _HIDDEN[0] += 1
+            return False
+        _SEEN.add(key)
+        return True
+
+
 class LibraryNoiseFilter(logging.Filter):
     """Drops checkpoint-stack library records below ERROR; ERRORs become one line, each shown once."""
-
-    def __init__(self):
-        super().__init__("")
-        self._seen = set()
-        self._lock = threading.Lock()
 
     @staticmethod
     def is_library(record: logging.LogRecord) -> bool:
@@ -60,6 +76,8 @@ class LibraryNoiseFilter(logging.Filter):
         return record.name.split(".")[0] in _NOISY_NAMES or any(p in path for p in _NOISY_PATHS)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_twister_quiet", False):  # already shortened (logger, then handler)
+            return True
         if not self.is_library(record):
             return True
         if record.levelno < logging.ERROR:
@@ -69,14 +87,16 @@ class LibraryNoiseFilter(logging.Filter):
         except Exception:  # noqa: BLE001 - a malformed library record must not break logging
             message = str(record.msg)
         line = _first_line(message)
-        if record.exc_info and record.exc_info[1] is not None:
-            line = f"{line} ({type(record.exc_info[1]).__name__}: {_first_line(record.exc_info[1])})"
-        with self._lock:
-            if line in self._seen:
-                return False
-            self._seen.add(line)
-        record.msg, record.args = f"{line} [library traceback hidden; --verbosity=0 shows it]", None
+        exc = record.exc_info[1] if record.exc_info else None
+        # One per kind: "Future exception was never retrieved" comes once per array, each with its
+        # own array index in the exception text.
+        if not _note_first((record.name, _strip_addresses(line), type(exc).__name__ if exc is not None else "")):
+            return False
+        if exc is not None:
+            line = f"{line} ({type(exc).__name__}: {_first_line(exc)})"
+        record.msg, record.args = f"{line} [repeats and traceback hidden; --verbosity=0 shows them]", None
         record.exc_info = record.exc_text = record.stack_info = None
+        record._twister_quiet = True  # pylint: disable=protected-access
         return True
 
 
@@ -96,27 +116,33 @@ def _thread_hook(args) -> None:
           f" [traceback hidden; --verbosity=0 shows it]", file=sys.stderr, flush=True)
 
 
-_UNRAISABLE_SEEN = set()
-
-
 def _unraisable_hook(unraisable) -> None:
-    """One line per distinct exception ignored in a finaliser or a library callback; repeats hidden.
+    """One line per kind of exception ignored in a finaliser or a library callback; repeats hidden.
 
-    A failed TensorStore read of a damaged checkpoint leaves one callback per array chunk posting
-    to an asyncio loop Orbax has already closed: each printed a 5-line 'Event loop is closed'
-    traceback (thousands of lines for a full-size model).
+    A failed TensorStore read of a damaged checkpoint leaves one coroutine or callback per array
+    chunk whose exception nobody retrieves; each printed a traceback (thousands of lines for a
+    full-size model). The kind is the exception type, where it was raised and what ignored it.
     """
+    tb = unraisable.exc_traceback
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
+    what = "" if unraisable.object is None else _strip_addresses(_first_line(repr(unraisable.object)))
+    if not _note_first(("unraisable", getattr(unraisable.exc_type, "__name__", ""), where, what)):
+        return
     line = _one_line_exception(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback)
-    where = "" if unraisable.object is None else f" in {_first_line(repr(unraisable.object))}"
-    with _FILTER._lock:  # pylint: disable=protected-access
-        if line in _UNRAISABLE_SEEN:
-            return
-        _UNRAISABLE_SEEN.add(line)
-    print(f"warning: exception ignored{where}: {line} [repeats and traceback hidden; --verbosity=0 shows "
-          f"them]", file=sys.stderr, flush=True)
+    print(f"warning: exception ignored{' in ' + what if what else ''}: {line} [repeats and traceback "
+          f"hidden; --verbosity=0 shows them]", file=sys.stderr, flush=True)
+
+
+def _summary() -> None:
+    if _HIDDEN[0]:
+        print(f"({_HIDDEN[0]} more library messages like the ones above hidden; --verbosity=0 shows them)",
+              file=sys.stderr, flush=True)
 
 
 _FILTER = LibraryNoiseFilter()
+_INSTALLED = []
 
 
 def quiet_libraries(keep_absl_verbosity: bool = False) -> None:
@@ -141,3 +167,6 @@ def quiet_libraries(keep_absl_verbosity: bool = False) -> None:
             logger.addFilter(_FILTER)
     threading.excepthook = _thread_hook
     sys.unraisablehook = _unraisable_hook
+    if not _INSTALLED:
+        atexit.register(_summary)
+        _INSTALLED.append(True)
