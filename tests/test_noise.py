@@ -73,6 +73,7 @@ def test_damaged_checkpoint_fallback_warning_is_not_buried(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) < 30, f"{len(lines)} stderr lines:\n" + "\n".join(lines[:60])
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert "read_only" not in r.stderr  # Orbax's warnings for every read-only manager (always printed)
     fallback = [ln for ln in lines if "checkpoint 40 is unreadable" in ln and "falling back" in ln]
     assert len(fallback) == 1, r.stderr
 
