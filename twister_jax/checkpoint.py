@@ -129,6 +129,11 @@ def resumable_changes(saved: dict, current) -> dict:
     return {k: [a.get(k), b.get(k)] for k in RESUMABLE_KEYS if (k in a or k in b) and a.get(k) != b.get(k)}
 
 
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _committed_step_dirs(directory: pathlib.Path) -> list[pathlib.Path]:
     if not directory.is_dir():
         return []
@@ -147,8 +152,10 @@ def check_workdir_compatible(workdir, config) -> None:
     if path.is_file():
         try:
             saved = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise IncompatibleCheckpointError(f"{path} is unreadable ({exc}); restore or remove it") from None
+        except (OSError, ValueError) as exc:  # ValueError: undecodable bytes or not JSON
+            raise IncompatibleCheckpointError(f"{path} is unreadable ({_first_line(exc)}); restore or remove it") from None
+        if not isinstance(saved, dict):
+            raise IncompatibleCheckpointError(f"{path} is not a JSON object; restore or remove it")
         check_compatible(saved, config, str(path))
     for step_dir in _committed_step_dirs(workdir / "checkpoints"):
         try:
@@ -344,7 +351,7 @@ class Checkpointer:
             return False
 
     def _skip(self, step: int, exc: Exception, quarantine: bool) -> None:
-        reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+        reason = f"{type(exc).__name__}: {_first_line(exc)[:300]}"
         if quarantine:
             self._quarantine(step, reason)
         else:
