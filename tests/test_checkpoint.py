@@ -195,3 +195,19 @@ def test_incompatible_config_is_refused(tmp_path, config):
     with pytest.raises(ckpt.IncompatibleCheckpointError, match="model.hidden"):
         ckpt.check_workdir_compatible(tmp_path, other)
     ckpt.check_workdir_compatible(tmp_path, config)
+
+
+def test_config_json_records_resumable_changes(tmp_path, config, capsys):
+    from twister_jax import rundir
+
+    assert rundir.write_config(tmp_path, config, 0) == {}
+    bf16 = get_config("tiny", "fake")
+    bf16.unlock()
+    bf16.compute_dtype = "bfloat16"
+    assert rundir.write_config(tmp_path, bf16, 200) == {"compute_dtype": ["float32", "bfloat16"]}
+    assert "compute_dtype: 'float32' -> 'bfloat16'" in capsys.readouterr().err
+    rundir.write_config(tmp_path, bf16, 300)  # nothing changed: nothing added
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["compute_dtype"] == "bfloat16"
+    assert saved["resumes"] == [{"step": 200, "changed": {"compute_dtype": ["float32", "bfloat16"]}}]
+    ckpt.check_workdir_compatible(tmp_path, bf16)  # the record is not a config difference

@@ -432,3 +432,64 @@ def test_evaluation_quota_and_seeds():
             first = res["returns"]
         else:  # the same episode seeds, whatever the number of envs (episode order may differ)
             assert sorted(res["returns"]) == sorted(first)
+
+
+# ------------------------------------------------------------------ faults on a copy of the finished run
+def _copy_unfinished(runs, tmp_path, name):
+    work = tmp_path / name
+    shutil.copytree(runs["full"], work)
+    (work / "done.json").unlink()
+    return work
+
+
+def _cli(work, *extra):
+    return subprocess.run(_train_cmd(work, *extra), cwd=REPO, env=_env(fast_compile=True), capture_output=True, text=True,
+                          timeout=TIMEOUT)
+
+
+def _tree_snapshot(path):
+    return {str(p.relative_to(path)): p.stat().st_size for p in pathlib.Path(path).rglob("*") if p.is_file()}
+
+
+def test_missing_replay_stops_with_named_error_then_resumes_when_allowed(runs, tmp_path):
+    work = _copy_unfinished(runs, tmp_path, "noreplay")
+    newest = max(_steps(work))
+    shutil.rmtree(work / "replay")
+    before = _tree_snapshot(work)
+    r = _cli(work)
+    assert r.returncode == 2, r.stderr[-3000:]
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, r.stderr[-3000:]
+    assert f"checkpoints/{newest}" in lines[0] and f"state_{newest:012d}.json" in lines[0]
+    assert "--allow_empty_replay" in lines[0]
+    assert _tree_snapshot(work) == before  # no checkpoint moved aside, no row dropped, nothing written
+    assert not (work / "checkpoints_corrupt").exists()
+    # explicitly allowed: the newest train state is kept, the replay refills, the run finishes
+    r = _cli(work, "--allow_empty_replay")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"resumed from checkpoint step {newest}" in r.stderr and "empty replay" in r.stderr
+    assert json.loads((work / "done.json").read_text())["step"] == runs["config"].num_train_steps
+    assert _rows(work / "metrics.jsonl") == _rows(runs["full"] / "metrics.jsonl")
+
+
+def test_refused_config_writes_nothing(runs, tmp_path):
+    work = _copy_unfinished(runs, tmp_path, "refused")
+    (work / "config.json").unlink()
+    before = _tree_snapshot(work)
+    r = _cli(work, "--config.model.hidden=64")
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert [ln for ln in r.stderr.splitlines() if ln.strip()] == [
+        ln for ln in r.stderr.splitlines() if ln.startswith("error:")], r.stderr[-3000:]
+    assert "model.hidden" in r.stderr
+    assert _tree_snapshot(work) == before and not (work / "config.json").exists()
+
+
+def test_precision_change_on_resume_is_printed_and_recorded(runs, tmp_path):
+    work = _copy_unfinished(runs, tmp_path, "bf16")
+    r = _cli(work, "--config.compute_dtype=bfloat16")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "compute_dtype: 'float32' -> 'bfloat16'" in r.stderr
+    saved = json.loads((work / "config.json").read_text())
+    step = max(_steps(runs["full"]))
+    assert saved["compute_dtype"] == "bfloat16"
+    assert saved["resumes"] == [{"step": step, "changed": {"compute_dtype": ["float32", "bfloat16"]}}]
