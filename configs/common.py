@@ -1,6 +1,6 @@
 """Values shared by the Atari and DMC configs, and `validate()`.
 
-Every value cites the section of `TWISTER_SPEC.md` it comes from; key names follow INTERFACES.md §2.
+Every value cites the section of `docs/original.md` it comes from; key names follow docs/interfaces.md §2.
 Every `*_every` and `num_train_steps` counts gradient steps. This file is loaded by path from the
 suite configs (`configs/atari.py`, `configs/dmc.py`, `configs/tiny.py`), not imported as a package.
 """
@@ -17,104 +17,104 @@ def get_base_config() -> ml_collections.ConfigDict:
     """The suite-independent defaults (the Atari values where the suites differ)."""
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.batch_size = 16            # spec 0, 8.1 (B, global over devices)
-    c.seq_len = 64               # spec 0, 8.1 (L)
-    c.imagination_horizon = 15   # spec 0, 5.2 (H)
-    c.num_train_steps = 100_000  # spec 2.5: 50 epochs x 2,000
-    c.env_step_every = 1         # spec 2.5: gradient steps between batched env steps
-    c.prefill_windows = 100      # spec 2.4 (pre_fill_steps, counted in windows)
-    c.replay_capacity = 1_000_000  # spec 2.2 (buffer_capacity, windows)
-    c.log_every = 100            # spec 7.2 item 7
-    c.figure_every = 2_000       # spec 7.4 (every epoch)
-    c.checkpoint_every = 2_000   # spec 7.4 (every epoch)
-    c.checkpoint_keep = 3        # spec 7.4 (keep last 3)
-    c.eval_every = 10_000        # spec 1.3 (every 5 epochs)
-    c.eval_episodes = 100        # spec 1.3
-    c.eval_envs = 10             # ours: envs playing evaluation episodes in parallel (INTERFACES §3)
-    c.compute_dtype = "float32"  # spec 6.2 (Atari fp32); "bfloat16" is ours
+    c.batch_size = 16            # docs/original.md §0, §8.1 (B, global over devices)
+    c.seq_len = 64               # docs/original.md §0, §8.1 (L)
+    c.imagination_horizon = 15   # docs/original.md §0, §5.2 (H)
+    c.num_train_steps = 100_000  # docs/original.md §2.5: 50 epochs x 2,000
+    c.env_step_every = 1         # docs/original.md §2.5: gradient steps between batched env steps
+    c.prefill_windows = 100      # docs/original.md §2.4 (pre_fill_steps, counted in windows)
+    c.replay_capacity = 1_000_000  # docs/original.md §2.2 (buffer_capacity, windows)
+    c.log_every = 100            # docs/original.md §7.2 item 7
+    c.figure_every = 2_000       # docs/original.md §7.4 (every epoch)
+    c.checkpoint_every = 2_000   # docs/original.md §7.4 (every epoch)
+    c.checkpoint_keep = 3        # docs/original.md §7.4 (keep last 3)
+    c.eval_every = 10_000        # docs/original.md §1.3 (every 5 epochs)
+    c.eval_episodes = 100        # docs/original.md §1.3
+    c.eval_envs = 10             # ours: envs playing evaluation episodes in parallel (docs/interfaces.md §3)
+    c.compute_dtype = "float32"  # docs/original.md §6.2 (Atari fp32); "bfloat16" is ours
     c.matmul_precision = "highest"  # "default" lets GPUs use TF32
 
     c.env = ml_collections.ConfigDict()
     c.env.suite = "atari"
     c.env.task = "alien"
-    c.env.num_actions = 18       # spec 1.1 table
-    c.env.action_repeat = 4      # spec 1.1
-    c.env.num_envs = 1           # spec 1.1
-    c.env.time_limit_frames = 108_000  # spec 1.1 item 4
-    c.env.noop_max = 30          # spec 1.1
-    c.env.sticky = 0.0           # spec 1.1 (no sticky actions)
-    c.env.camera = 0             # spec 1.2 (DMC only)
-    c.env.image_size = (64, 64)  # spec 1.1 / 1.2
+    c.env.num_actions = 18       # docs/original.md §1.1 table
+    c.env.action_repeat = 4      # docs/original.md §1.1
+    c.env.num_envs = 1           # docs/original.md §1.1
+    c.env.time_limit_frames = 108_000  # docs/original.md §1.1 item 4
+    c.env.noop_max = 30          # docs/original.md §1.1
+    c.env.sticky = 0.0           # docs/original.md §1.1 (no sticky actions)
+    c.env.camera = 0             # docs/original.md §1.2 (DMC only)
+    c.env.image_size = (64, 64)  # docs/original.md §1.1 / §1.2
     c.env.fast_render = False    # ours (DMC): shadows/multisampling off changes the pixels; off = original
 
     c.model = ml_collections.ConfigDict()
-    c.model.hidden = 512         # spec 0 (D)
-    c.model.dim_cnn = 32         # spec 3.3, 8.1
-    c.model.stoch = 32           # spec 0 (S)
-    c.model.discrete = 32        # spec 0 (V)
-    c.model.blocks = 4           # spec 3.6.3
-    c.model.heads = 8            # spec 3.6.4
-    c.model.ff_ratio = 2         # spec 3.6.3
-    c.model.context = 8          # spec 3.6.5 (C, att_context_left)
-    c.model.max_pos = 2048       # spec 3.6.4 (max_pos_encoding)
-    c.model.dropout = 0.1        # spec 3.6.3
-    c.model.mlp_hidden = 512     # spec 3.2, 8.1
-    c.model.mlp_layers = 2       # spec 3.2, 8.1
-    c.model.unimix = 0.01        # spec 3.4
-    c.model.bins = 255           # spec 3.7
-    c.model.bins_range = 20.0    # spec 3.7
-    c.model.ln_eps = 1e-3        # spec 3.2, 6.3
-    c.model.transformer_ln_eps = 1e-6  # spec 3.6.3
-    c.model.learn_initial = True       # spec 3.6.6
-    c.model.contrastive_steps = 10     # spec 4 (K)
-    c.model.contrastive_hidden = 512   # spec 4.3
-    c.model.contrastive_layers = 2     # spec 4.3
-    c.model.policy_min_std = 0.1       # spec 5.7
-    c.model.policy_max_std = 1.0       # spec 5.7
+    c.model.hidden = 512         # docs/original.md §0 (D)
+    c.model.dim_cnn = 32         # docs/original.md §3.3, §8.1
+    c.model.stoch = 32           # docs/original.md §0 (S)
+    c.model.discrete = 32        # docs/original.md §0 (V)
+    c.model.blocks = 4           # docs/original.md §3.6.3
+    c.model.heads = 8            # docs/original.md §3.6.4
+    c.model.ff_ratio = 2         # docs/original.md §3.6.3
+    c.model.context = 8          # docs/original.md §3.6.5 (C, att_context_left)
+    c.model.max_pos = 2048       # docs/original.md §3.6.4 (max_pos_encoding)
+    c.model.dropout = 0.1        # docs/original.md §3.6.3
+    c.model.mlp_hidden = 512     # docs/original.md §3.2, §8.1
+    c.model.mlp_layers = 2       # docs/original.md §3.2, §8.1
+    c.model.unimix = 0.01        # docs/original.md §3.4
+    c.model.bins = 255           # docs/original.md §3.7
+    c.model.bins_range = 20.0    # docs/original.md §3.7
+    c.model.ln_eps = 1e-3        # docs/original.md §3.2, §6.3
+    c.model.transformer_ln_eps = 1e-6  # docs/original.md §3.6.3
+    c.model.learn_initial = True       # docs/original.md §3.6.6
+    c.model.contrastive_steps = 10     # docs/original.md §4 (K)
+    c.model.contrastive_hidden = 512   # docs/original.md §4.3
+    c.model.contrastive_layers = 2     # docs/original.md §4.3
+    c.model.policy_min_std = 0.1       # docs/original.md §5.7
+    c.model.policy_max_std = 1.0       # docs/original.md §5.7
 
     c.optim = ml_collections.ConfigDict()
-    c.optim.world_model = ml_collections.ConfigDict(dict(lr=1e-4, eps=1e-8, clip=1000.0))  # spec 6.1
-    c.optim.actor = ml_collections.ConfigDict(dict(lr=3e-5, eps=1e-5, clip=100.0))         # spec 6.1
-    c.optim.critic = ml_collections.ConfigDict(dict(lr=3e-5, eps=1e-5, clip=100.0))        # spec 6.1
+    c.optim.world_model = ml_collections.ConfigDict(dict(lr=1e-4, eps=1e-8, clip=1000.0))  # docs/original.md §6.1
+    c.optim.actor = ml_collections.ConfigDict(dict(lr=3e-5, eps=1e-5, clip=100.0))         # docs/original.md §6.1
+    c.optim.critic = ml_collections.ConfigDict(dict(lr=3e-5, eps=1e-5, clip=100.0))        # docs/original.md §6.1
 
     c.loss = ml_collections.ConfigDict()
-    c.loss.image = 1.0           # spec 3.8
-    c.loss.reward = 1.0          # spec 3.8
-    c.loss.cont = 1.0            # spec 3.8
-    c.loss.kl_dyn = 0.5          # spec 3.8 (kl_prior)
-    c.loss.kl_rep = 0.1          # spec 3.8 (kl_post)
-    c.loss.free_nats = 1.0       # spec 3.8, 10.21
-    c.loss.contrastive = 1.0     # spec 4.4 (loss_contrastive_scale)
-    c.loss.contrastive_lambda = 0.75  # spec 4.4
+    c.loss.image = 1.0           # docs/original.md §3.8
+    c.loss.reward = 1.0          # docs/original.md §3.8
+    c.loss.cont = 1.0            # docs/original.md §3.8
+    c.loss.kl_dyn = 0.5          # docs/original.md §3.8 (kl_prior)
+    c.loss.kl_rep = 0.1          # docs/original.md §3.8 (kl_post)
+    c.loss.free_nats = 1.0       # docs/original.md §3.8, docs/quirks.md §10.21
+    c.loss.contrastive = 1.0     # docs/original.md §4.4 (loss_contrastive_scale)
+    c.loss.contrastive_lambda = 0.75  # docs/original.md §4.4
 
     c.augment = ml_collections.ConfigDict()
-    c.augment.crop_scale = (0.25, 1.0)        # spec 4.1
-    c.augment.crop_ratio = (0.75, 4.0 / 3.0)  # spec 4.1
+    c.augment.crop_scale = (0.25, 1.0)        # docs/original.md §4.1
+    c.augment.crop_ratio = (0.75, 4.0 / 3.0)  # docs/original.md §4.1
 
     c.ac = ml_collections.ConfigDict()
-    c.ac.gamma = 0.997           # spec 5.3
-    c.ac.lambda_ = 0.95          # spec 5.4
-    c.ac.entropy = 3e-4          # spec 5.6
-    c.ac.retnorm_decay = 0.99    # spec 5.5
-    c.ac.retnorm_low = 0.05      # spec 5.5
-    c.ac.retnorm_high = 0.95     # spec 5.5
-    c.ac.retnorm_limit = 1.0     # spec 5.5
-    c.ac.slow_critic_rate = 0.02  # spec 5.8
-    c.ac.slow_critic_reg = 1.0    # spec 5.8
+    c.ac.gamma = 0.997           # docs/original.md §5.3
+    c.ac.lambda_ = 0.95          # docs/original.md §5.4
+    c.ac.entropy = 3e-4          # docs/original.md §5.6
+    c.ac.retnorm_decay = 0.99    # docs/original.md §5.5
+    c.ac.retnorm_low = 0.05      # docs/original.md §5.5
+    c.ac.retnorm_high = 0.95     # docs/original.md §5.5
+    c.ac.retnorm_limit = 1.0     # docs/original.md §5.5
+    c.ac.slow_critic_rate = 0.02  # docs/original.md §5.8
+    c.ac.slow_critic_reg = 1.0    # docs/original.md §5.8
 
-    # Quirks of the original (spec section 10). True reproduces the original (the default);
+    # Quirks of the original (docs/quirks.md §10). True reproduces the original (the default);
     # False selects the corrected behaviour.
     c.quirks = ml_collections.ConfigDict()
-    # spec 10.1: imagination start flags shifted by one position (the reset token of the current
+    # docs/quirks.md §10.1: imagination start flags shifted by one position (the reset token of the current
     # episode is hidden from imagined tokens). False: flags aligned with the KV window as in observe.
     c.quirks.imagination_flag_shift = True
-    # spec 3.6.5, 10.2: the episode mask is applied only when some is_first of the call is set, so
+    # docs/original.md §3.6.5, docs/quirks.md §10.2: the episode mask is applied only when some is_first of the call is set, so
     # acting attends across an episode boundary for 7 steps. False: always apply the episode mask.
     c.quirks.episode_mask_gating = True
-    # spec 10.8: during pre-fill the acting state keeps the policy's sample, not the executed random
+    # docs/quirks.md §10.8: during pre-fill the acting state keeps the policy's sample, not the executed random
     # action. False: keep the executed random action.
     c.quirks.prefill_policy_action = True
-    # spec 10.5: the mode's straight-through term uses log-probabilities. False: probabilities.
+    # docs/quirks.md §10.5: the mode's straight-through term uses log-probabilities. False: probabilities.
     c.quirks.mode_straight_through_logprob = True
     return c
 
@@ -154,7 +154,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                          f"{config.model.contrastive_steps} (AC-CPC needs a target k steps ahead)")
     if config.model.context > config.seq_len:
         raise ValueError(f"config.model.context={config.model.context} must not exceed config.seq_len="
-                         f"{config.seq_len} (spec 8.1: att_context_left <= L)")
+                         f"{config.seq_len} (docs/original.md §8.1: att_context_left <= L)")
     if config.model.hidden % config.model.heads:
         raise ValueError(f"config.model.hidden={config.model.hidden} must divide by config.model.heads="
                          f"{config.model.heads}")

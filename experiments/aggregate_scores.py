@@ -5,7 +5,7 @@ Usage:
   python experiments/aggregate_scores.py --root=runs/dmc --suite=dmc --out=reports/dmc
   python experiments/aggregate_scores.py --root=runs/atari100k --reps=2000 --seed=1   # quicker intervals
 
-Reads ROOT/<task>/seed_<n>/{config.json,scores.jsonl,done.json} (INTERFACES §6), takes each finished
+Reads ROOT/<task>/seed_<n>/{config.json,scores.jsonl,done.json} (docs/interfaces.md §6), takes each finished
 run's final evaluation, writes report.md, per_task.csv, final_scores.csv, aggregates.csv,
 summary.json and aggregates.png, per_task.png, learning_curves.png into --out (default ROOT/report),
 and prints the aggregate table and every run directory left out (unfinished, other suite, missing

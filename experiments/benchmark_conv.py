@@ -1,6 +1,6 @@
 """Forward and forward+backward time of the encoder convs and decoder transposed convs, per impl.
 
-Full size by default: N = 16 x 64 = 1024 frames of 64x64, spec 3.3 (Conv 4x4/2: 3->32->64->128->256)
+Full size by default: N = 16 x 64 = 1024 frames of 64x64, docs/original.md §3.3 (Conv 4x4/2: 3->32->64->128->256)
 and 3.5 (ConvT 4x4/2: 256->128->64->32->3, 4x4 -> 64x64). Each row is one jitted function timed after a
 warm-up call: ``fwd`` = the op alone, ``fwd+bwd`` = gradients of ``sum(silu(op(x, k)) * c)`` w.r.t. x and k
 (c a fixed random array; the SiLU makes the backward pass need the forward output, as LayerNorm + SiLU do in

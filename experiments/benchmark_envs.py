@@ -1,4 +1,4 @@
-"""Env stepping and replay sampling speed (issue 3 item 8; INTERFACES §8).
+"""Env stepping and replay sampling speed (issue 3 item 8; docs/interfaces.md §8).
 
 Prints a table: Atari env steps/s (1 env, in-process), DMC env steps/s (1 env in-process, 1 env in a
 worker, 4 envs in 4 workers; each with the original's rendering and with `fast_render`), and the

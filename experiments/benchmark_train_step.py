@@ -1,7 +1,7 @@
 """Benchmark: the whole jitted gradient step (`agent.train_step`) at the tiny, Atari and DMC sizes.
 
 Rows: size x compute dtype. Sizes: ``tiny`` (configs/tiny.py:fake), ``atari`` (configs/atari.py:alien,
-spec 12.2: 16 x 64 frames, width 512, 4 blocks, 10 AC-CPC head pairs, H = 15 from all 1024 starts) and
+docs/original.md §12.2: 16 x 64 frames, width 512, 4 blocks, 10 AC-CPC head pairs, H = 15 from all 1024 starts) and
 ``dmc`` (configs/dmc.py:walker_walk, the same sizes, 6-dim bounded Normal policy). Each row runs in its
 own subprocess (a fresh compiler, its own peak memory) with a synthetic batch of uint8 noise frames.
 

@@ -1,6 +1,6 @@
 """Benchmark: the world-model step (loss forward + backward + clipped Adam) at the full Atari size.
 
-Spec 12.2 shapes: batch 16 x 64 frames of 64x64x3, hidden 512, CNN width 32, latent 32x32, 4
+docs/original.md §12.2 shapes: batch 16 x 64 frames of 64x64x3, hidden 512, CNN width 32, latent 32x32, 4
 transformer blocks, 10 AC-CPC head pairs, dropout on (train mode), random resized crops drawn on the
 device. For each (compute dtype, conv impl) it prints compile seconds, median milliseconds per step and
 CPU seconds per step (user + system, all threads: on a shared machine, CPU s / cores is what an unloaded

@@ -11,7 +11,7 @@ Each run is
 (DMC: configs/dmc.py:<task>), started in the repository root, plus the --extra arguments
 (`python` is the interpreter running this launcher, sys.executable). A run whose
 done.json exists is skipped; any other run (new, or interrupted: no done.json) is started with the same
-command, which resumes from its last checkpoint (INTERFACES §6).
+command, which resumes from its last checkpoint (docs/interfaces.md §6).
 
 Scheduling: sequential by default. --parallel=N keeps N runs going; on GPUs slot i runs on device
 i mod D (CUDA_VISIBLE_DEVICES set per run), where the D devices are --devices, else the entries of an

@@ -1,4 +1,4 @@
-"""Tests of the AC-CPC crop sampler / resize and the InfoNCE helpers (spec 4.1, 4.4)."""
+"""Tests of the AC-CPC crop sampler / resize and the InfoNCE helpers (docs/original.md §4.1, §4.4)."""
 import math
 
 import jax

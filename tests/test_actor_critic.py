@@ -1,4 +1,4 @@
-"""Returns, normaliser, weights, policy distributions and the actor/critic losses (spec 5.3-5.8)."""
+"""Returns, normaliser, weights, policy distributions and the actor/critic losses (docs/original.md §5.3-5.8)."""
 import math
 
 import jax

@@ -1,15 +1,15 @@
-"""The agent's device functions at the tiny config (issue 5 items 5, 6, 9; spec 7.2, 7.3, 7.5).
+"""The agent's device functions at the tiny config (issue 5 items 5, 6, 9; docs/original.md §7.2, §7.3, §7.5).
 
 One agent and one compiled train step are shared by every test of this module (compiling the step is
 the expensive part on CPU; the persistent compilation cache of conftest.py makes reruns cheap). The
 train step donates its state, so each test starts from a fresh replicated copy of the initial state.
 
 * determinism: the same state, batch and key give bit-identical parameters and metrics (CPU);
-* metrics: a flat dict of float32 scalars with every train-step scalar of spec 7.5;
+* metrics: a flat dict of float32 scalars with every train-step scalar of docs/original.md §7.5;
 * learning: 150 steps on one fixed batch of smooth images lower the image loss clearly (< 80%);
 * bfloat16 compute: a few steps without NaN/inf, parameters stay float32;
 * acting: shapes, one-hot / bounded actions, greedy determinism, the 8-slot validity mask filling up
-  and `reset_act_state` clearing it, and the episode-mask gating switch (spec 3.6.5, 10.2).
+  and `reset_act_state` clearing it, and the episode-mask gating switch (docs/original.md §3.6.5, docs/quirks.md §10.2).
 """
 import numpy as np
 import pytest
@@ -45,7 +45,7 @@ def tiny_config(variant="fake", **overrides):
 def smooth_batch(config, seed=0):
     """A fixed batch with structure: smooth colour waves drifting over time, one episode per window.
 
-    Returns the INTERFACES section 3 dict (NumPy): image uint8 (B, T, 64, 64, 3), one-hot (discrete) or
+    Returns the docs/interfaces.md §3 dict (NumPy): image uint8 (B, T, 64, 64, 3), one-hot (discrete) or
     [-1, 1] (continuous) actions, zero at ``is_first``, rewards that depend on the image's phase.
     """
     rng = np.random.default_rng(seed)
@@ -138,7 +138,7 @@ def test_metrics_are_flat_float32_scalars_with_spec_names(setup, first_steps):
     assert 0.0 <= metrics["acc_con"] <= 1.0
     assert metrics["perc_low"] <= metrics["perc_high"]
     assert metrics["grad_norm_world_model"] > 0 and metrics["grad_norm_actor"] > 0
-    # the total is the weighted sum of the terms (spec 3.8, 4.4)
+    # the total is the weighted sum of the terms (docs/original.md §3.8, §4.4)
     lam = setup.config.loss.contrastive_lambda
     w = np.asarray([lam ** i for i in range(k)]) / sum(lam ** i for i in range(k))
     total = sum(w[i] * metrics[f"model_contrastive_{i}"] for i in range(k)) + metrics["model_image"] \
@@ -178,7 +178,7 @@ def test_bfloat16_compute_runs_without_nans():
         assert np.all(np.isfinite(leaf)), jax.tree_util.keystr(path)
 
 
-# ----------------------------------------------------------------------------- acting (spec 7.3)
+# ----------------------------------------------------------------------------- acting (docs/original.md §7.3)
 
 def _play(agent, params, images, firsts, key, greedy):
     act = agent.init_act_state(images.shape[1])
@@ -260,7 +260,7 @@ def test_policy_step_continuous():
 
 
 def test_episode_mask_gating_switch(setup):
-    """Spec 10.2: after a reset, the original (gating on) lets the next steps attend to the previous
+    """docs/quirks.md §10.2: after a reset, the original (gating on) lets the next steps attend to the previous
     episode's tokens still in the cache; with ``quirks.episode_mask_gating = False`` they are hidden.
 
     Env 0 resets at step 4, env 1 never does. Gating on: at step 5 (no reset anywhere in the call) env 0

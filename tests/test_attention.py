@@ -1,4 +1,4 @@
-"""Unit tests of the relative-position attention and its masks (spec 3.6.4, 3.6.5)."""
+"""Unit tests of the relative-position attention and its masks (docs/original.md §3.6.4, §3.6.5)."""
 import chex
 import jax
 import jax.numpy as jnp

@@ -93,7 +93,7 @@ def test_incompatible_workdir_is_refused(tmp_path):
 
 
 def test_dockerfile_installs_the_readme_extras():
-    """No Docker engine here (INTERFACES §8): the Dockerfile must run the README's install command."""
+    """No Docker engine here (docs/interfaces.md §8): the Dockerfile must run the README's install command."""
     import re
 
     readme = (REPO / "README.md").read_text()

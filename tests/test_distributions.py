@@ -1,4 +1,4 @@
-"""Property tests of `twister_jax.distributions` (spec 3.4, 3.7, 3.8, 10.5)."""
+"""Property tests of `twister_jax.distributions` (docs/original.md §3.4, §3.7, §3.8, docs/quirks.md §10.5)."""
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,4 +1,4 @@
-"""Protocol tests of twister_jax.envs (spec 1.1, 1.2; INTERFACES §3, §8). Fast: tiny limits, few steps."""
+"""Protocol tests of twister_jax.envs (docs/original.md §1.1, §1.2; docs/interfaces.md §3, §8). Fast: tiny limits, few steps."""
 import pathlib
 import subprocess
 import sys
@@ -211,7 +211,7 @@ RANDOMISED_FIELDS = {"reacher_easy": ("geom_pos", "target"), "finger_turn_easy":
 def test_dmc_state_round_trip_restores_randomised_model_fields(task):
     """Tasks whose episodes randomise MODEL fields (reacher: the target's geom position; finger turn:
     the target site's position): a state saved mid-episode and restored into a FRESH env of another
-    seed (another target) replays the same frames and rewards (resume, INTERFACES §3)."""
+    seed (another target) replays the same frames and rewards (resume, docs/interfaces.md §3)."""
     pytest.importorskip("dm_control")
     field, name = RANDOMISED_FIELDS[task]
     actions = np.random.default_rng(0).uniform(-1, 1, (8, 2)).astype(np.float32)

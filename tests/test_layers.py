@@ -1,4 +1,4 @@
-"""Initialisers (spec 6.4), torch maps and bfloat16 compute of the world-model building blocks."""
+"""Initialisers (docs/original.md §6.4), torch maps and bfloat16 compute of the world-model building blocks."""
 import math
 
 import jax

@@ -1,4 +1,4 @@
-"""The three optimiser chains and the slow-critic EMA (spec 6.1, 5.8)."""
+"""The three optimiser chains and the slow-critic EMA (docs/original.md §6.1, §5.8)."""
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -3,9 +3,9 @@
 The session fixture `runs` starts an uninterrupted run (`full`) and, once that one has compiled
 (persistent compilation cache), a run that is SIGKILLed right after its first checkpoint (`killed`); `killed` is then resumed, stopped with
 SIGTERM after its second checkpoint, and resumed again to the end. Every check below reads these
-runs (INTERFACES §8: each extra process recompiles, so keep them few):
+runs (docs/interfaces.md §8: each extra process recompiles, so keep them few):
 
-* outputs present (INTERFACES §6), `evaluate` CLI on the finished run;
+* outputs present (docs/interfaces.md §6), `evaluate` CLI on the finished run;
 * the resumed run's metrics.jsonl / scores.jsonl equal the uninterrupted run's (deterministic fields);
 * SIGTERM saves a checkpoint and exits cleanly;
 * a corrupt newest checkpoint is skipped in favour of the previous one;

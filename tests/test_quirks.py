@@ -1,5 +1,5 @@
 """Every `config.quirks` switch, set on a config and read back through what the program builds from it
-(issue 12 item 3; spec section 10). Each test runs both values and shows the difference each documents
+(issue 12 item 3; docs/quirks.md §10). Each test runs both values and shows the difference each documents
 (configs/common.py), so a switch that is not wired to its code fails here:
 
 * ``mode_straight_through_logprob`` (10.5): `agent.build_networks(config)` -> the gradient reaching the

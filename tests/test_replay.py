@@ -1,4 +1,4 @@
-"""Replay buffer (spec section 2): windows, flags, uniformity, eviction, streams, save/restore."""
+"""Replay buffer (docs/original.md §2): windows, flags, uniformity, eviction, streams, save/restore."""
 import os
 import pathlib
 import subprocess

@@ -58,7 +58,7 @@ def test_reference_table_and_hns():
     ref = scores_lib.atari_reference()
     assert set(ref.random) == set(scores_lib.ATARI_100K_GAMES) and len(ref.random) == 26
     assert len(scores_lib.DMC_TASKS) == 20
-    # Spec 11.3 values, not the mixed table some code carries (Assault 1496, MsPacman 15693, Breakout 31.8).
+    # docs/original.md §11.3 values, not the mixed table some code carries (Assault 1496, MsPacman 15693, Breakout 31.8).
     assert (ref.random["assault"], ref.human["assault"]) == (222.4, 742.0)
     assert ref.human["ms_pacman"] == 6951.6 and ref.human["breakout"] == 30.5
     assert ref.random["pong"] == -20.7 and ref.human["private_eye"] == 69571.3
@@ -66,13 +66,13 @@ def test_reference_table_and_hns():
     assert scores_lib.human_normalized("Alien", 7127.7) == pytest.approx(1.0)
     assert scores_lib.human_normalized("pong", -3.05) == pytest.approx(0.5)
     np.testing.assert_allclose(scores_lib.human_normalized("MsPacman", [307.3, 6951.6]), [0.0, 1.0])
-    # No TWISTER per-game numbers ship (spec 11.2: unconfirmed).
+    # No TWISTER per-game numbers ship (docs/original.md §11.2: unconfirmed).
     assert "TWISTER" not in ref.agents
     assert all(len(ref.published[a]) == 26 for a in ref.agents)
 
 
 def test_published_per_game_scores_reproduce_confirmed_aggregates():
-    """Spec 11.1 confirmed means: IRIS 1.046, DIAMOND 1.46, from the agents' own papers."""
+    """docs/original.md §11.1 confirmed means: IRIS 1.046, DIAMOND 1.46, from the agents' own papers."""
     ref = scores_lib.atari_reference()
     mean = lambda a: np.mean([scores_lib.human_normalized(g, s) for g, s in ref.published[a].items()])  # noqa: E731
     assert mean("IRIS") == pytest.approx(1.046, abs=5e-4)

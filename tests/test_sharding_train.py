@@ -1,4 +1,4 @@
-"""The train step on 8 emulated CPU devices equals the 1-device step (INTERFACES section 5, issue 5 item 9).
+"""The train step on 8 emulated CPU devices equals the 1-device step (docs/interfaces.md §5, issue 5 item 9).
 
 Both runs happen in subprocesses (the device count is fixed when JAX starts): the tiny fake config with
 ``batch_size = 8`` (divisible by 8), the same initial state, batch and base key, two gradient steps.

@@ -1,4 +1,4 @@
-"""Property tests of the TSSM and the imagination roll-out (spec 3.6, 5.1, 5.2; INTERFACES section 1)."""
+"""Property tests of the TSSM and the imagination roll-out (docs/original.md §3.6, §5.1, §5.2; docs/interfaces.md §1)."""
 import json
 
 import chex
@@ -176,7 +176,7 @@ def test_imagine_shapes_and_first_step_mask():
         for b in range(B):
             for t in range(T):
                 pos = np.arange(t - W + 1, t + 1)
-                if shift:  # flags of the previous position; the reset token itself is hidden (quirk 10.1)
+                if shift:  # flags of the previous position; the reset token itself is hidden (docs/quirks.md §10.1)
                     lo = max(0, t - W + 1)
                     flagged = [lo] + [p + 1 for p in range(lo, t) if f[b, p]]
                     expect = np.zeros(W, bool) if f[b, t] else pos >= max(flagged)

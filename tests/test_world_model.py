@@ -1,4 +1,4 @@
-"""World model and world-model loss at the tiny config (spec 3, 4, 5.1, 12.5)."""
+"""World model and world-model loss at the tiny config (docs/original.md §3, §4, §5.1, §12.5)."""
 import math
 
 import jax
@@ -65,7 +65,7 @@ def f32_run(config):
 
 def test_initial_reward_predictions_and_loss(config, f32_run):
     total, aux = f32_run["out"]
-    # zero-initialised reward output layer: uniform bins -> mean 0, two-hot loss ln(255) (spec 12.5)
+    # zero-initialised reward output layer: uniform bins -> mean 0, two-hot loss ln(255) (docs/original.md §12.5)
     np.testing.assert_allclose(float(aux["losses"]["model_reward"]), math.log(config.model.bins), rtol=1e-5)
     wm = f32_run["wm"]
     feat = jnp.zeros((3, config.model.stoch * config.model.discrete + config.model.hidden))

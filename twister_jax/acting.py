@@ -1,7 +1,7 @@
 """Acting on the host: PRNG purposes, action conversion, and greedy evaluation episodes.
 
 Used by the training envs' `Collector`, the loop's `Evaluator` and `twister_jax.evaluate`; the device
-side is `agent.policy_step`; the envs are a `twister_jax.envs.VectorEnv`. Evaluation follows spec 1.3 and INTERFACES §3: `eval_envs` envs play a fixed
+side is `agent.policy_step`; the envs are a `twister_jax.envs.VectorEnv`. Evaluation follows docs/original.md §1.3 and docs/interfaces.md §3: `eval_envs` envs play a fixed
 quota of the episodes each, seeded per episode, every episode from an empty KV cache.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 
 from twister_jax.policy_dist import is_discrete
 
-# fold_in / seed purposes of a run (INTERFACES §4)
+# fold_in / seed purposes of a run (docs/interfaces.md §4)
 INIT, TRAIN, ACT, EVAL, FIGURES = 0, 1, 2, 3, 4
 
 
@@ -37,7 +37,7 @@ def env_actions(config, action: np.ndarray):
 
 
 def random_actions(config, rng: np.random.Generator, n: int) -> np.ndarray:
-    """Pre-fill actions (spec 1.1 / 1.2): uniform one-hot, or uniform in [-1, 1]^A; float32 (N, A)."""
+    """Pre-fill actions (docs/original.md §1.1 / §1.2): uniform one-hot, or uniform in [-1, 1]^A; float32 (N, A)."""
     a = config.env.num_actions
     if is_discrete(config):
         return np.eye(a, dtype=np.float32)[rng.integers(0, a, size=n)]
@@ -46,13 +46,13 @@ def random_actions(config, rng: np.random.Generator, n: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------ evaluation
 def eval_quotas(episodes: int, envs: int) -> list[int]:
-    """Episodes per env: a fixed quota each, summing to `episodes` (INTERFACES §3)."""
+    """Episodes per env: a fixed quota each, summing to `episodes` (docs/interfaces.md §3)."""
     return [episodes // envs + (1 if i < episodes % envs else 0) for i in range(envs)]
 
 
 def run_episodes(agent, params, config, env_group, episodes: int, key, *,
                  should_stop=lambda: False, record_first: bool = False):
-    """Greedy evaluation episodes on `env_group` (a `VectorEnv`) (spec 1.3, INTERFACES §3), batched `policy_step`.
+    """Greedy evaluation episodes on `env_group` (a `VectorEnv`) (docs/original.md §1.3, docs/interfaces.md §3), batched `policy_step`.
 
     Env i plays `eval_quotas(episodes, n)[i]` episodes; episode j (global index: env 0's first, ...)
     is reset with seed `env_seed(config.seed, EVAL, j)`. Every episode starts with an empty acting

@@ -1,4 +1,4 @@
-"""The agent's device functions: `init_state`, `train_step`, `policy_step` (spec 5, 6, 7.2, 7.3).
+"""The agent's device functions: `init_state`, `train_step`, `policy_step` (docs/original.md §5, §6, §7.2, §7.3).
 
 `make_agent(config)` builds the networks once, splits them into static graph definitions (an
 `AgentSpec`, closed over) and parameter pytrees (in the `TrainState`), and returns an `Agent` of
@@ -57,7 +57,7 @@ class TrainState:
 
 @flax.struct.dataclass
 class ActState:
-    """Acting state of N envs (spec 7.3; docs/interfaces.md §3).
+    """Acting state of N envs (docs/original.md §7.3; docs/interfaces.md §3).
 
     Attributes:
       stoch: ``(N, S, C)`` previous posterior sample ``z_{t-1}``.
@@ -126,7 +126,7 @@ def _dtype(config):
 
 
 def build_networks(config, key: jax.Array):
-    """World model, policy, critic as nnx modules (spec 3, 5.7, 5.8) from `config` and `key`."""
+    """World model, policy, critic as nnx modules (docs/original.md §3, §5.7, §5.8) from `config` and `key`."""
     dist = PolicyDist.from_config(config)
     m = config.model
     rngs = nnx.Rngs(params=key)
@@ -140,7 +140,7 @@ def build_networks(config, key: jax.Array):
 # ---------------------------------------------------------------------------------- training state
 
 def init_train_state(spec: AgentSpec, key: jax.Array) -> TrainState:
-    """Fresh parameters from `key` (spec 6.4), the slow critic a copy of the critic, fresh optimisers."""
+    """Fresh parameters from `key` (docs/original.md §6.4), the slow critic a copy of the critic, fresh optimisers."""
     wm, policy, critic = build_networks(spec.config, key)
     params = {"world_model": nnx.state(wm, nnx.Param), "actor": nnx.state(policy, nnx.Param),
               "critic": nnx.state(critic, nnx.Param)}
@@ -150,7 +150,7 @@ def init_train_state(spec: AgentSpec, key: jax.Array) -> TrainState:
                       retnorm=ac_lib.init_return_norm())
 
 
-# ---------------------------------------------------------------------------------- acting (spec 7.3)
+# ---------------------------------------------------------------------------------- acting (docs/original.md §7.3)
 
 def init_act_state(spec: AgentSpec, n: int) -> ActState:
     """Acting state of `n` envs: zero latent and action, an empty KV cache."""
@@ -161,7 +161,7 @@ def init_act_state(spec: AgentSpec, n: int) -> ActState:
 
 
 def reset_act_state(act_state: ActState, mask) -> ActState:
-    """Envs where `mask (N,)` is True start an episode with an empty cache (evaluation, spec 1.3)."""
+    """Envs where `mask (N,)` is True start an episode with an empty cache (evaluation, docs/original.md §1.3)."""
     mask = jnp.asarray(mask, bool)
     cache = act_state.cache
     return act_state.replace(cache=cache.replace(valid=jnp.where(mask[:, None], False, cache.valid),
@@ -170,7 +170,7 @@ def reset_act_state(act_state: ActState, mask) -> ActState:
 
 def policy_step(spec: AgentSpec, params: dict, act_state: ActState, image: jax.Array, is_first: jax.Array,
                 key: jax.Array, greedy: bool):
-    """One acting step of N envs: encode, TSSM step over the cache, policy (spec 7.3).
+    """One acting step of N envs: encode, TSSM step over the cache, policy (docs/original.md §7.3).
 
     Args:
       params: `TrainState.params` (the world model's and the actor's are used).
@@ -204,7 +204,7 @@ def policy_step(spec: AgentSpec, params: dict, act_state: ActState, image: jax.A
 
 
 def figures(spec: AgentSpec, params: dict, batch: dict, key: jax.Array, context: int = 5, rows: int = 4):
-    """Open-loop prediction figures (spec 7.4, `twister_jax.figures.make_figures`)."""
+    """Open-loop prediction figures (docs/original.md §7.4, `twister_jax.figures.make_figures`)."""
     from twister_jax import figures as fig_lib
     return fig_lib.make_figures(spec.world_model(params["world_model"]), spec.actor(params["actor"]), spec.dist,
                                 batch, key, context=context, rows=rows)

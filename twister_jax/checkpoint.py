@@ -18,7 +18,7 @@ refused), so a checkpoint someone shares cannot run code. With several processes
 writes its own host state as `<workdir>/host_state/process_<i>/<step>.json` and `.npz` (loaded
 with `allow_pickle=False`).
 
-Order of a save (INTERFACES §3 "Replay persistence", spec 7.6): the replay buffer writes its new
+Order of a save (docs/interfaces.md §3 "Replay persistence", docs/original.md §7.6): the replay buffer writes its new
 records synchronously into `<workdir>/replay` tagged with the step, then the Orbax step is saved
 asynchronously (the arrays are copied first, so the caller may donate the state right away); Orbax
 commits the step directory atomically (rename) when every item is written. A kill between the two
@@ -35,7 +35,7 @@ which keeps the train state and starts the replay empty. A checkpoint written wi
 config raises `IncompatibleCheckpointError` naming the differing keys (never skipped: that is a
 user error, not damage).
 
-Choices (not in the spec): keys that only schedule the run (`num_train_steps`, `*_every`,
+Choices (not in the original, docs/original.md): keys that only schedule the run (`num_train_steps`, `*_every`,
 `checkpoint_keep`, `eval_episodes`, `eval_envs`, `compute_dtype`, `matmul_precision`) may change
 between a checkpoint and its resume; every other key, including `seed`, must match.
 """
@@ -189,7 +189,7 @@ class Checkpointer:
     """Orbax `CheckpointManager` plus the replay directory and the host-state blob.
 
     Args:
-      workdir: the run directory (see INTERFACES §6).
+      workdir: the run directory (see docs/interfaces.md §6).
       config: the resolved config (its `checkpoint_keep` sets how many steps are kept).
       async_save: write the Orbax step in a background thread (default True).
     """
@@ -198,7 +198,7 @@ class Checkpointer:
         self.workdir = pathlib.Path(workdir)
         self.directory = self.workdir / "checkpoints"
         self.replay_dir = self.workdir / "replay"
-        # Multi-host: each process has its own envs and replay (INTERFACES §5); Orbax writes its items
+        # Multi-host: each process has its own envs and replay (docs/interfaces.md §5); Orbax writes its items
         # from process 0 only, so every process keeps its host state in files of its own.
         self.multiprocess = jax.process_count() > 1
         if self.multiprocess:

@@ -1,13 +1,13 @@
-"""Distributions of the world model and heads as pure functions (spec 3.4, 3.7, 10.5).
+"""Distributions of the world model and heads as pure functions (docs/original.md §3.4, §3.7, docs/quirks.md §10.5).
 
-All computations are float32 (inputs are cast), as spec 6.2 asks of distributions.
+All computations are float32 (inputs are cast), as docs/original.md §6.2 asks of distributions.
 
-* Unimix one-hot categorical ("OneHotDist", spec 3.4): logits ``(..., C)``;
+* Unimix one-hot categorical ("OneHotDist", docs/original.md §3.4): logits ``(..., C)``;
   ``p = (1 - unimix) softmax(l) + unimix / C``, ``logp = log p``. Sampling uses the Gumbel-max rule
-  with noise drawn separately (INTERFACES 4): ``onehot(argmax(logp + g))`` and the straight-through
+  with noise drawn separately (docs/interfaces.md §4): ``onehot(argmax(logp + g))`` and the straight-through
   value ``onehot + (p - sg(p))`` (bracket first, so the forward value is exactly 0/1).
-* Symlog two-hot ("SymLogDiscreteDist", spec 3.7): ``bins`` centres on ``[-range, range]``.
-* Bernoulli on one logit (continue head, spec 3.7).
+* Symlog two-hot ("SymLogDiscreteDist", docs/original.md §3.7): ``bins`` centres on ``[-range, range]``.
+* Bernoulli on one logit (continue head, docs/original.md §3.7).
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def unimix_log_probs(logits: jax.Array, unimix: float = 0.01) -> jax.Array:
 
 
 def onehot_sample(logits: jax.Array, gumbel_noise: jax.Array, unimix: float = 0.01) -> jax.Array:
-    """Straight-through one-hot sample ``onehot(argmax(log p + g)) + (p - sg(p))`` (spec 3.4).
+    """Straight-through one-hot sample ``onehot(argmax(log p + g)) + (p - sg(p))`` (docs/original.md §3.4).
 
     Args:
       logits: raw logits ``(..., C)``.
@@ -70,7 +70,7 @@ def onehot_sample(logits: jax.Array, gumbel_noise: jax.Array, unimix: float = 0.
 
 
 def onehot_mode(logits: jax.Array, unimix: float = 0.01, st_logprob: bool = True) -> jax.Array:
-    """Straight-through mode ``onehot(argmax p) + (t - sg(t))`` (spec 3.4, 10.5).
+    """Straight-through mode ``onehot(argmax p) + (t - sg(t))`` (docs/original.md §3.4, docs/quirks.md §10.5).
 
     ``t = log p`` when `st_logprob` (the reference; quirk ``mode_straight_through_logprob``),
     else ``t = p``. Forward value exactly one-hot either way.
@@ -99,7 +99,7 @@ def onehot_log_prob(logits: jax.Array, value: jax.Array, unimix: float = 0.01,
 def onehot_kl(logits_p: jax.Array, logits_q: jax.Array, unimix: float = 0.01) -> jax.Array:
     """``KL(p || q) = sum_{S} sum_{C} p (log p - log q)`` for latents ``(..., S, C)`` -> ``(...)``.
 
-    Stop-gradients are the caller's business (spec 3.8: `kl_dyn` passes ``sg(post)``,
+    Stop-gradients are the caller's business (docs/original.md §3.8: `kl_dyn` passes ``sg(post)``,
     `kl_rep` ``sg(prior)``).
     """
     p = unimix_probs(logits_p, unimix)
@@ -108,7 +108,7 @@ def onehot_kl(logits_p: jax.Array, logits_q: jax.Array, unimix: float = 0.01) ->
 
 
 def kl_free_nats(kl: jax.Array, free_nats: float = 1.0) -> jax.Array:
-    """``max(kl, free_nats)`` per element (spec 3.8; the mean is the caller's)."""
+    """``max(kl, free_nats)`` per element (docs/original.md §3.8; the mean is the caller's)."""
     return jnp.maximum(kl, free_nats)
 
 

@@ -2,7 +2,7 @@ r"""Evaluate a run: `python -m twister_jax.evaluate --workdir=runs/alien [--epis
 
 Loads the newest readable checkpoint of `--workdir` (with the config in its `config.json`), plays
 `--episodes` greedy episodes (default: the config's `eval_episodes`) on `min(eval_envs, episodes)`
-envs with batched `policy_step` (spec 1.3, INTERFACES §3), and prints one JSON line:
+envs with batched `policy_step` (docs/original.md §1.3, docs/interfaces.md §3), and prints one JSON line:
 `{"step", "return_mean", "return_std", "episodes", "returns", "length_mean"}`. With `--video=PATH`
 (`.mp4` or `.gif`) it writes the first episode's frames.
 

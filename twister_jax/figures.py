@@ -1,4 +1,4 @@
-"""Diagnostic figures (spec 7.4): reconstructions and an open-loop imagined roll-out. Device code.
+"""Diagnostic figures (docs/original.md §7.4): reconstructions and an open-loop imagined roll-out. Device code.
 
 `make_figures(wm, policy, dist, batch, key, context=5, rows=4)` (called by `agent.figures`, jitted)
 returns uint8 arrays:

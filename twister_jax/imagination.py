@@ -1,4 +1,4 @@
-"""Imagination: start states from a world-model pass (spec 5.1) and the H-step roll-out (spec 5.2).
+"""Imagination: start states from a world-model pass (docs/original.md §5.1) and the H-step roll-out (docs/original.md §5.2).
 
 The roll-out is one `jax.lax.scan` whose carry is the latent, the fixed W-slot KV cache (with its
 episode flags and validity mask) and the query flag; per step it takes the policy noise and the
@@ -46,7 +46,7 @@ def window_flags(is_first: jax.Array, slots: int, flag_shift: bool = True):
     Args:
       is_first: ``(B, T)`` bool or 0/1.
       slots: W.
-      flag_shift: True reproduces the original (quirk 10.1, ``quirks.imagination_flag_shift``):
+      flag_shift: True reproduces the original (docs/quirks.md §10.1, ``quirks.imagination_flag_shift``):
         query flag = ``is_first_t``; cache flags = ``[0]*max(0, W-1-t) ++ [1] ++
         is_first[max(0, t-W+1) : t]``, i.e. slot ``pos`` carries ``is_first[pos-1]`` and the oldest
         real slot carries 1. False aligns them like the training path: slot ``pos`` carries
@@ -80,7 +80,7 @@ def kv_windows(x: jax.Array, slots: int) -> jax.Array:
 
 def start_states(post_stoch: jax.Array, deter: jax.Array, post_logits: jax.Array, kv, is_first: jax.Array,
                  *, slots: int = 8, flag_shift: bool = True) -> StartState:
-    """Every (b, t) of a world-model pass as an imagination start (spec 5.1), flattened ``N = B*T``.
+    """Every (b, t) of a world-model pass as an imagination start (docs/original.md §5.1), flattened ``N = B*T``.
 
     Args:
       post_stoch: ``(B, T, S, C)``; deter: ``(B, T, D)``; post_logits: ``(B, T, S, C)``.
@@ -107,12 +107,12 @@ def start_states(post_stoch: jax.Array, deter: jax.Array, post_logits: jax.Array
 
 def imagine(model: TSSM, act: Callable[[jax.Array, Any], jax.Array], start: StartState, policy_noise: Any,
             prior_gumbel: jax.Array) -> dict:
-    """H-step imagination roll-out (spec 5.2) with the world model in eval mode (no dropout).
+    """H-step imagination roll-out (docs/original.md §5.2) with the world model in eval mode (no dropout).
 
     Per step h = 0..H-1: ``a_h = act(sg(feat(s_h)), noise_h)``; ``s_{h+1} = step(s_h.stoch, a_h)``
     with the stoch of ``s_{h+1}`` the prior sample from ``prior_gumbel[:, h]``; finally
     ``a_H = act(sg(feat(s_H)), noise_H)``. The episode mask is always applied in imagination
-    (spec 3.6.5); after each step the cache flags shift left, the query flag is appended and the
+    (docs/original.md §3.6.5); after each step the cache flags shift left, the query flag is appended and the
     next query flag is 0.
 
     Args:

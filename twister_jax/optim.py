@@ -1,10 +1,10 @@
-"""The three optimisers and the slow-critic EMA (spec 6.1, 5.8, 12.1).
+"""The three optimisers and the slow-critic EMA (docs/original.md §6.1, §5.8, §12.1).
 
 Each parameter group (world model, actor, critic) has its own
 ``optax.chain(clip_by_global_norm(clip), adam(lr, b1=0.9, b2=0.999, eps))``: plain bias-corrected
 Adam with ``eps`` added to ``sqrt(v_hat)``, constant learning rate, no weight decay, clipping the
 group's global L2 norm first. The original's ``clip_grad_norm_`` scales by ``clip / (norm + 1e-6)``
-where optax uses ``clip / norm``: equal up to that 1e-6 (spec 6.1), and only when clipping bites.
+where optax uses ``clip / norm``: equal up to that 1e-6 (docs/original.md §6.1), and only when clipping bites.
 
 The slow critic ``v_target`` is a separate parameter tree, updated after every critic step by
 ``theta_tgt <- (1 - rate) theta_tgt + rate theta`` (rate ``ac.slow_critic_rate`` = 0.02).

@@ -1,13 +1,13 @@
-"""Policy distributions of the actor (spec 5.7): unimix one-hot (Atari) and bounded Normal (DMC).
+"""Policy distributions of the actor (docs/original.md §5.7): unimix one-hot (Atari) and bounded Normal (DMC).
 
 Both take the raw output of the policy MLP head (``linear_proj``) and never draw noise themselves
-(INTERFACES §4): a discrete sample is ``one_hot(argmax(log p + g))`` with Gumbel noise ``g``, a
+(docs/interfaces.md §4): a discrete sample is ``one_hot(argmax(log p + g))`` with Gumbel noise ``g``, a
 continuous sample ``mean + eps * std`` with standard normal ``eps``. `draw_noise` draws either.
 
 Shapes: ``...`` any batch shape (e.g. ``(N, H)``), A actions. Raw outputs are ``(..., A)`` logits
 (discrete) or ``(..., 2A)`` (continuous: first half -> mean, second half -> std). Log-probabilities
 and entropies are ``(...)``, summed over the action axis for the continuous policy. Everything is
-computed in float32 (raw outputs are cast), as spec 6.2 asks of distributions.
+computed in float32 (raw outputs are cast), as docs/original.md §6.2 asks of distributions.
 
 `PolicyDist` bundles the family and its constants in a frozen (hashable) dataclass, so the train
 step can close over it or pass it as a static argument.
@@ -27,7 +27,7 @@ _LOG_SQRT_2PI = math.log(math.sqrt(2.0 * math.pi))
 
 # --------------------------------------------------------------------------- bounded Normal (DMC)
 def bounded_normal_params(raw: jax.Array, min_std: float = 0.1, max_std: float = 1.0):
-    """Splits the DMC policy output into mean and std (spec 5.7).
+    """Splits the DMC policy output into mean and std (docs/original.md §5.7).
 
     Args:
       raw: ``(..., 2A)`` output of the policy's output layer; first half ``m``, second half ``s``.
@@ -47,7 +47,7 @@ def bounded_normal_params(raw: jax.Array, min_std: float = 0.1, max_std: float =
 def normal_log_prob(mean: jax.Array, std: jax.Array, action: jax.Array) -> jax.Array:
     """Log density of the independent Normal, summed over the last (action) axis: ``(..., A) -> (...)``.
 
-    The Normal is untransformed and unclipped (spec 5.7): an action outside [-1, 1] gets its plain
+    The Normal is untransformed and unclipped (docs/original.md §5.7): an action outside [-1, 1] gets its plain
     Normal density. Same expression as ``torch.distributions.Normal.log_prob``.
     """
     action = jnp.asarray(action, jnp.float32)
@@ -67,7 +67,7 @@ def normal_sample(mean: jax.Array, std: jax.Array, eps: jax.Array) -> jax.Array:
 
 
 # ----------------------------------------------------------------- unimix one-hot (Atari, discrete)
-# Thin wrappers over the unimix one-hot categorical of `twister_jax.distributions` (spec 3.4, 5.7).
+# Thin wrappers over the unimix one-hot categorical of `twister_jax.distributions` (docs/original.md §3.4, §5.7).
 def discrete_log_probs(logits: jax.Array, unimix: float = 0.01) -> jax.Array:
     """``log p`` of the unimix categorical ``(1 - unimix) softmax(l) + unimix / A``: ``(..., A)``."""
     return distributions.unimix_log_probs(logits, unimix)
@@ -100,7 +100,7 @@ def discrete_sample(logits: jax.Array, gumbel: jax.Array, unimix: float = 0.01) 
 def discrete_mode(logits: jax.Array, unimix: float = 0.01, st_logprob: bool = True) -> jax.Array:
     """Greedy action ``one_hot(argmax p)`` (first maximum on ties), ``(..., A)``.
 
-    Carries the original's straight-through term (``log p - sg(log p)``, quirk 10.5; ``p`` when
+    Carries the original's straight-through term (``log p - sg(log p)``, docs/quirks.md §10.5; ``p`` when
     `st_logprob` is False); its forward value is exactly one-hot, and acting uses no gradient.
     """
     return distributions.onehot_mode(logits, unimix, st_logprob)
@@ -177,7 +177,7 @@ def is_discrete(config) -> bool:
     """Whether the config's env has discrete (one-hot) actions.
 
     Atari and the discrete fake env do; DMC and the fake env with ``env.task == "continuous"`` do not
-    (INTERFACES §2, §8).
+    (docs/interfaces.md §2, §8).
     """
     suite = config.env.suite
     if suite == "atari":

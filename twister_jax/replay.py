@@ -1,6 +1,6 @@
-"""Replay buffer (spec section 2): NumPy only, no jax import.
+"""Replay buffer (docs/original.md §2): NumPy only, no jax import.
 
-Semantics (spec 2.1-2.3):
+Semantics (docs/original.md §2.1-2.3):
 
 * One **stream** per env, never cut at episode ends. A record is one observation with the action
   that led to it: `(image o_t, action a_{t-1}, reward r_t, is_first_t, is_terminal_t)`. The caller
@@ -18,7 +18,7 @@ Storage: frames are stored once. Each stream keeps its records in blocks of `blo
 (allocated as the stream grows, freed once every record in them is evicted), and a window is the
 pair `(stream, end index)`, kept in a ring of `capacity_windows` slots that grows by doubling.
 
-Persistence (INTERFACES §3 "Replay persistence"), files in the replay directory:
+Persistence (docs/interfaces.md §3 "Replay persistence"), files in the replay directory:
 
 * `chunk_<step:012d>.npz`: the records added since the previous save, in add order, with their
   stream and per-stream record index (`stream`, `index`, `image`, `action`, `reward`, `is_first`,
@@ -37,7 +37,7 @@ the first save of a buffer that was never restored starts the directory afresh (
 state and chunk file in it). Chunks whose records are all evicted drop out of later state files
 (they stay on disk for the older states that list them).
 
-Choices not in the spec (the original keeps the live streams out of its checkpoint and restarts
+Choices not in the original (docs/original.md; the original keeps the live streams out of its checkpoint and restarts
 them on resume; we save them, so a resumed run continues exactly): the live stream tails are saved
 and restored, and so is the sampler RNG. The original samples with Python's `random.choice`; we use
 NumPy's `Generator.integers`, the same distribution.
@@ -149,8 +149,8 @@ class ReplayBuffer:
     """Uniform replay over every window of `seq_len` consecutive records of every stream.
 
     Args:
-      capacity_windows: maximum number of stored windows (FIFO eviction beyond it), spec 2.2.
-      seq_len: window length T (spec: 64).
+      capacity_windows: maximum number of stored windows (FIFO eviction beyond it), docs/original.md §2.2.
+      seq_len: window length T (the original: 64, docs/original.md §2.2).
       num_streams: number of envs (one stream each).
       image_shape: (H, W, C) of one uint8 frame.
       action_dim: A, length of the stored action vector (one-hot for Atari).
@@ -254,10 +254,10 @@ class ReplayBuffer:
 
     # ------------------------------------------------------------------------------- sampling
     def sample(self, batch_size: int) -> dict:
-        """Samples `batch_size` windows uniformly with replacement (spec 2.3).
+        """Samples `batch_size` windows uniformly with replacement (docs/original.md §2.3).
 
         Returns:
-          The Batch of INTERFACES §3: `image` uint8 (B, T, H, W, C), `action` float32 (B, T, A),
+          The Batch of docs/interfaces.md §3: `image` uint8 (B, T, H, W, C), `action` float32 (B, T, A),
           `reward` float32 (B, T), `is_first` bool (B, T), `is_terminal` bool (B, T).
         """
         if self._num_windows == 0:

@@ -1,4 +1,4 @@
-"""Devices: one `Mesh` with a `data` axis over all devices (INTERFACES.md §5).
+"""Devices: one `Mesh` with a `data` axis over all devices (docs/interfaces.md §5).
 
 Parameters and optimiser states are replicated; the batch (and, inside the train step, the
 imagination start states, which inherit the batch's layout) are sharded over `data`. The same code

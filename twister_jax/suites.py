@@ -1,12 +1,12 @@
 """The benchmark suites: Atari 100k games and DMC visual tasks, with name normalisation.
 
 No heavy imports: configs, environments and reports all read these tables.
-Spec section 1.1 (Atari minimal action-set sizes, ale-py 0.12.1) and 1.2 (DMC tasks, action dims,
+docs/original.md §1.1 (Atari minimal action-set sizes, ale-py 0.12.1) and 1.2 (DMC tasks, action dims,
 camera ids).
 """
 from __future__ import annotations
 
-# Spec 1.1: game id -> size of the minimal action set.
+# docs/original.md §1.1: game id -> size of the minimal action set.
 ATARI_GAMES: dict[str, int] = {
     "alien": 18, "amidar": 10, "assault": 7, "asterix": 9, "bank_heist": 18, "battle_zone": 18,
     "boxing": 18, "breakout": 4, "chopper_command": 18, "crazy_climber": 9, "demon_attack": 6,
@@ -15,7 +15,7 @@ ATARI_GAMES: dict[str, int] = {
     "road_runner": 18, "seaquest": 18, "up_n_down": 6,
 }
 
-# Spec 1.2: task id -> (dm_control domain, task, action dims, camera id).
+# docs/original.md §1.2: task id -> (dm_control domain, task, action dims, camera id).
 DMC_TASKS: dict[str, tuple[str, str, int, int]] = {
     "acrobot_swingup": ("acrobot", "swingup", 1, 0),
     "ball_in_cup_catch": ("ball_in_cup", "catch", 2, 0),

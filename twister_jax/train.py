@@ -15,7 +15,7 @@ naming the bad value and what is allowed: a missing or non-Python config file, a
 config key, game or task, a workdir that is a file or is not writable, a config that contradicts the
 run already in `--workdir`, a batch that does not divide over the devices (`twister_jax.preflight`).
 Library log noise is kept off stderr (`twister_jax.quiet`; any `--verbosity` shows it all). The
-outputs are described in README.md ("Outputs") and INTERFACES.md §6.
+outputs are described in README.md ("Outputs") and docs/interfaces.md §6.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def resolve_config(config):
     """Normalises the task name after overrides and re-derives the per-task table values.
 
     `--config.env.task=breakout` on top of `configs/atari.py:alien` must also change the action
-    count; the suite tables (spec 1.1 / 1.2) are authoritative for `env.num_actions` (and the DMC
+    count; the suite tables (docs/original.md §1.1 / §1.2) are authoritative for `env.num_actions` (and the DMC
     camera), and the env checks it again at start-up. Then `validate()` runs again on the result.
 
     Raises:
@@ -138,7 +138,7 @@ def parse_flags(argv):
         bad = [a for a in argv if a.startswith("--config.") and re.search(rf"\b{re.escape(key)}\b", a)]
         print(f"error: unknown config key {key!r}" + (f" in {bad[0].split('=')[0]}" if bad else "")
               + (f" ({hint.group(0)})" if hint else "")
-              + "; the keys are those of configs/common.py (INTERFACES.md section 2)", file=sys.stderr)
+              + "; the keys are those of configs/common.py (docs/interfaces.md §2)", file=sys.stderr)
     except OSError as exc:  # the config file exists but could not be read
         print(f"error: cannot load the config file of --config={value}: {_last_error_line(exc)}", file=sys.stderr)
     except SyntaxError as exc:  # a config file that is not valid Python

@@ -1,7 +1,7 @@
-"""One gradient step of the agent (spec 5, 7.2): the world-model, actor and critic updates.
+"""One gradient step of the agent (docs/original.md §5, §7.2): the world-model, actor and critic updates.
 
 Each update is one call of `apply_update` (loss -> gradients -> Optax update -> new parameters) on
-its own loss; `train_step` chains them in the original's order (spec 7.2, 10.12):
+its own loss; `train_step` chains them in the original's order (docs/original.md §7.2, docs/quirks.md §10.12):
 
   1. `world_model_update`: world-model loss and Adam step; the imagination start states (KV windows,
      flags) come from this forward pass, i.e. from the pre-update parameters, with its dropout noise
@@ -64,7 +64,7 @@ def apply_update(tx: optax.GradientTransformation, loss_fn: Callable, params, op
 
 
 def world_model_update(spec, params, opt_state, batch: dict, key: jax.Array) -> Update:
-    """World-model loss (spec 4) and optimiser step (spec 7.2 item 2).
+    """World-model loss (docs/original.md §4) and optimiser step (docs/original.md §7.2 item 2).
 
     Args:
       spec: `agent.AgentSpec`.
@@ -93,7 +93,7 @@ def world_model_update(spec, params, opt_state, batch: dict, key: jax.Array) -> 
 
 def imagine_and_targets(wm, policy_apply, critic_apply, dist: PolicyDist, start, start_cont, retnorm,
                         key: jax.Array, config):
-    """Imagination from every start state and the actor-critic targets (spec 5.2-5.5).
+    """Imagination from every start state and the actor-critic targets (docs/original.md §5.2-5.5).
 
     Args:
       wm: `WorldModel` (the updated one; eval mode).
@@ -130,7 +130,7 @@ def imagine_and_targets(wm, policy_apply, critic_apply, dist: PolicyDist, start,
 
 def actor_update(spec, params, opt_state, feat: jax.Array, actions: jax.Array, advantages: jax.Array,
                  weights: jax.Array) -> Update:
-    """REINFORCE actor loss (spec 5.6) and optimiser step (spec 7.2 item 3).
+    """REINFORCE actor loss (docs/original.md §5.6) and optimiser step (docs/original.md §7.2 item 3).
 
     Args:
       spec: `agent.AgentSpec`. params, opt_state: actor parameters and optimiser state.
@@ -149,7 +149,7 @@ def actor_update(spec, params, opt_state, feat: jax.Array, actions: jax.Array, a
 
 def critic_update(spec, params, slow_params, opt_state, feat: jax.Array, returns: jax.Array,
                   weights: jax.Array) -> Update:
-    """Critic loss against the lambda returns and the slow critic's mean (spec 5.8) and optimiser step.
+    """Critic loss against the lambda returns and the slow critic's mean (docs/original.md §5.8) and optimiser step.
 
     Args:
       spec: `agent.AgentSpec`. params, opt_state: critic parameters and optimiser state.
@@ -168,7 +168,7 @@ def critic_update(spec, params, slow_params, opt_state, feat: jax.Array, returns
 
 
 def step_metrics(wm: Update, actor: Update, critic: Update, traj: dict, targets: dict, retnorm) -> dict:
-    """The step's flat dict of float32 scalars (spec 7.5)."""
+    """The step's flat dict of float32 scalars (docs/original.md §7.5)."""
     metrics = {"loss": wm.loss, **wm.aux["losses"], **wm.aux["metrics"],
                "actor": actor.loss, "value": critic.loss,
                "returns_mean": jnp.mean(targets["returns"]), "perc_low": retnorm.low,
@@ -195,10 +195,10 @@ def train_step(spec, state, batch: dict, key: jax.Array):
     p, opt = state.params, state.opt_state
     horizon = spec.config.imagination_horizon
 
-    # 1. world model (spec 7.2 item 2)
+    # 1. world model (docs/original.md §7.2 item 2)
     wm = world_model_update(spec, p["world_model"], opt["world_model"], batch, key)
 
-    # 2. actor (spec 7.2 item 3): imagination with the updated world model
+    # 2. actor (docs/original.md §7.2 item 3): imagination with the updated world model
     new_retnorm, traj, tgt = imagine_and_targets(
         spec.world_model(sg(wm.params)), spec.actor(p["actor"]), spec.critic(p["critic"]), spec.dist,
         wm.aux["start"], wm.aux["start_cont"], state.retnorm, jax.random.fold_in(key, _IMAGINE), spec.config)
@@ -207,10 +207,10 @@ def train_step(spec, state, batch: dict, key: jax.Array):
     actor = actor_update(spec, p["actor"], opt["actor"], feat_h, traj["action"][:, :horizon],
                          tgt["advantages"], weights)
 
-    # 3. critic (spec 7.2 item 4) against the slow critic's mean on the same states
+    # 3. critic (docs/original.md §7.2 item 4) against the slow critic's mean on the same states
     critic = critic_update(spec, p["critic"], p["slow_critic"], opt["critic"], feat_h, tgt["returns"], weights)
 
-    # 4. slow critic (spec 5.8)
+    # 4. slow critic (docs/original.md §5.8)
     new_slow = optim.slow_critic_update(p["slow_critic"], critic.params, spec.config.ac.slow_critic_rate)
 
     new_state = state.replace(

@@ -15,7 +15,7 @@ Videos reach TensorBoard as animated GIFs in an image summary, the format tensor
 moviepy, which we do not depend on; we encode them with Pillow instead (tensorboardX already needs
 Pillow for images). Without Pillow, images and videos are skipped with one warning.
 
-The run directory (INTERFACES §6) puts `metrics.jsonl` and `tb/` under the workdir. On resume both
+The run directory (docs/interfaces.md §6) puts `metrics.jsonl` and `tb/` under the workdir. On resume both
 drop what was logged after the restored checkpoint: the JSONL writer rewrites its file without rows
 whose `step` is after `resume_step`; the TensorBoard writer passes `purge_step = resume_step + 1`
 to tensorboardX, which makes TensorBoard discard older events with a step at or past it.

@@ -1,5 +1,5 @@
 """Golden check: gradients of the actor loss w.r.t. the policy and of the critic loss w.r.t. the
-value network (spec 5.6, 5.8): pins every stop-gradient of the two losses."""
+value network (docs/original.md §5.6, §5.8): pins every stop-gradient of the two losses."""
 import jax
 import numpy as np
 from flax import nnx

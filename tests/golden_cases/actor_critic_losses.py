@@ -1,5 +1,5 @@
 """Golden check: imagination with policy-sampled actions, returns, normaliser, actor and critic losses
-(spec 5.1-5.8).
+(docs/original.md §5.1-5.8).
 
 `setup` and `forward` are shared with the `actor_critic_grads` checker, which differentiates the
 same computation.

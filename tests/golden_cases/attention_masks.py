@@ -1,4 +1,4 @@
-"""Golden check: context, episode and combined attention masks (spec 3.6.5)."""
+"""Golden check: context, episode and combined attention masks (docs/original.md §3.6.5)."""
 import re
 
 import numpy as np

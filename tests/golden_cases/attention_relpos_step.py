@@ -1,4 +1,4 @@
-"""Golden check: block-0 relative-position attention alone (spec 3.6.4)."""
+"""Golden check: block-0 relative-position attention alone (docs/original.md §3.6.4)."""
 from golden_cases import _attention_common
 
 

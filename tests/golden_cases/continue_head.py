@@ -1,4 +1,4 @@
-"""Golden check: continue head (MLP -> 1 logit, Bernoulli), spec 3.7."""
+"""Golden check: continue head (MLP -> 1 logit, Bernoulli), docs/original.md §3.7."""
 from fixture_builders import head_from_fixture
 from twister_jax import distributions as D
 

@@ -1,4 +1,4 @@
-"""Golden check: the AC-CPC head pairs and InfoNCE (spec 4.2-4.4)."""
+"""Golden check: the AC-CPC head pairs and InfoNCE (docs/original.md §4.2-4.4)."""
 from flax import nnx
 
 from twister_jax import port

@@ -1,4 +1,4 @@
-"""Golden check: decoder proj, transposed convs, image mean and MSE log-prob (spec 3.5)."""
+"""Golden check: decoder proj, transposed convs, image mean and MSE log-prob (docs/original.md §3.5)."""
 import numpy as np
 from flax import nnx
 

@@ -1,4 +1,4 @@
-"""Golden check: conv encoder -> posterior logits, unimix probs, mode and sample (spec 3.3, 3.4)."""
+"""Golden check: conv encoder -> posterior logits, unimix probs, mode and sample (docs/original.md §3.3, §3.4)."""
 import numpy as np
 from flax import nnx
 

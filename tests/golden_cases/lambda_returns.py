@@ -1,4 +1,4 @@
-"""Golden check: lambda returns and the return-percentile EMA normaliser (spec 5.4, 5.5)."""
+"""Golden check: lambda returns and the return-percentile EMA normaliser (docs/original.md §5.4, §5.5)."""
 import re
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Golden check: unimix one-hot categorical over independent latents (spec 3.4)."""
+"""Golden check: unimix one-hot categorical over independent latents (docs/original.md §3.4)."""
 from twister_jax import distributions as D
 
 

@@ -1,4 +1,4 @@
-"""Golden check: DMC policy, MLP -> (tanh mean, bounded std) -> independent Normal (spec 5.7)."""
+"""Golden check: DMC policy, MLP -> (tanh mean, bounded std) -> independent Normal (docs/original.md §5.7)."""
 from twister_jax import policy_dist
 from golden_cases.policy_discrete import build_policy
 

@@ -1,4 +1,4 @@
-"""Golden check: Atari policy, MLP -> logits -> unimix one-hot distribution (spec 5.7)."""
+"""Golden check: Atari policy, MLP -> logits -> unimix one-hot distribution (docs/original.md §5.7)."""
 from flax import nnx
 
 from twister_jax import port

@@ -1,4 +1,4 @@
-"""Golden check: the deterministic crop-and-resize of the AC-CPC augmentation (spec 4.1)."""
+"""Golden check: the deterministic crop-and-resize of the AC-CPC augmentation (docs/original.md §4.1)."""
 import numpy as np
 
 from twister_jax.losses import ac_cpc

@@ -1,4 +1,4 @@
-"""Golden check: relative sinusoid table and the relative->absolute skew (spec 3.6.4)."""
+"""Golden check: relative sinusoid table and the relative->absolute skew (docs/original.md §3.6.4)."""
 import re
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Golden check: symlog / symexp and the two-hot distribution alone (spec 3.7)."""
+"""Golden check: symlog / symexp and the two-hot distribution alone (docs/original.md §3.7)."""
 import numpy as np
 
 from twister_jax import distributions as D

@@ -1,4 +1,4 @@
-"""Golden check: one post-norm TSSM transformer block (spec 3.6.3)."""
+"""Golden check: one post-norm TSSM transformer block (docs/original.md §3.6.3)."""
 from flax import nnx
 
 from twister_jax import port

@@ -1,4 +1,4 @@
-"""Golden check: autoregressive imagination from 4 start states with given actions (spec 5.1, 5.2).
+"""Golden check: autoregressive imagination from 4 start states with given actions (docs/original.md §5.1, §5.2).
 
 The action of the last state is sampled by the policy network (`gumbel_policy`).
 """

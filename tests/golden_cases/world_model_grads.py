@@ -1,4 +1,4 @@
-"""Golden check: gradient of the world-model loss w.r.t. every world-model parameter (spec 3.8, 4).
+"""Golden check: gradient of the world-model loss w.r.t. every world-model parameter (docs/original.md §3.8, §4).
 
 Our gradients are put back into the original's layout through the same converters (`port.torch_map`):
 each converter is a pure reordering (transpose, flip, reshape), so applying it to an index array

@@ -1,4 +1,4 @@
-"""Golden check: the complete world-model forward and every loss term (spec 3.8, 4, 5.1)."""
+"""Golden check: the complete world-model forward and every loss term (docs/original.md §3.8, §4, §5.1)."""
 import jax
 import numpy as np
 from flax import nnx
@@ -92,7 +92,7 @@ def check(fx):
     fx.assert_close("metric_acc_con", m["acc_con"])
     for k in range(1, steps):
         fx.assert_close(f"metric_acc_con_{k}", m[f"acc_con_{k}"])
-    # start states for the actor (spec 5.1); the fixture stores block 0's windows
+    # start states for the actor (docs/original.md §5.1); the fixture stores block 0's windows
     start = aux["start"]
     n = start.query_flag.shape[0]
     fx.assert_close("start_is_firsts", np.asarray(start.query_flag).reshape(n, 1))

@@ -1,4 +1,4 @@
-"""Environments (spec section 1; INTERFACES §3): Atari, DMC, the fake env, and the vector env.
+"""Environments (docs/original.md §1; docs/interfaces.md §3): Atari, DMC, the fake env, and the vector env.
 
 No jax import anywhere in this package. The suite modules import their emulators lazily, so
 `import twister_jax.envs` needs neither ale-py nor dm_control.

@@ -1,4 +1,4 @@
-"""Atari 100k env on ale-py directly (spec 1.1; INTERFACES §3).
+"""Atari 100k env on ale-py directly (docs/original.md §1.1; docs/interfaces.md §3).
 
 Reproduces gym's `AtariPreprocessing(frame_skip=4, noop_max=30, screen_size=64, grayscale_obs=False,
 terminal_on_life_loss=False)` over a raw ALE env (frameskip 1, no sticky actions, minimal action set),
@@ -16,7 +16,7 @@ plus the TWISTER wrapper and `TimeLimit(108_000 frames)`:
   `action_repeat` per step (also on a step the game ended early, as TimeLimit counts); when they
   reach `time_limit_frames`, `is_last=True` (truncation, `is_terminal` stays as it is).
 
-Seeding (ours: the original seeds nothing, spec 10.18): ALE's `random_seed` and the no-op PCG64
+Seeding (ours: the original seeds nothing, docs/quirks.md §10.18): ALE's `random_seed` and the no-op PCG64
 generator both derive from `seed`; `reset(seed=s)` reloads the ROM with the new ALE seed (about
 0.3 s) and re-seeds the no-op generator, so an episode depends on `s` alone.
 

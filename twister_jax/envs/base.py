@@ -1,4 +1,4 @@
-"""The environment interface shared by Atari, DMC and the fake env (INTERFACES §3; spec section 1).
+"""The environment interface shared by Atari, DMC and the fake env (docs/interfaces.md §3; docs/original.md §1).
 
 No jax import here or anywhere in `twister_jax.envs`.
 
@@ -15,8 +15,8 @@ Protocol of one env (every suite):
   for bit (plain picklable values: numpy arrays, bytes, ints, dicts). Each env documents its keys.
 * `close()` releases emulator / renderer resources.
 
-`GuardedEnv` wraps an env so that an exception inside `step` ends the episode cleanly (INTERFACES §3,
-spec 10.10 fixed): the failing step is returned as `TimeStep(image=<previous image>, reward=0,
+`GuardedEnv` wraps an env so that an exception inside `step` ends the episode cleanly (docs/interfaces.md §3,
+docs/quirks.md §10.10 fixed): the failing step is returned as `TimeStep(image=<previous image>, reward=0,
 is_last=True, is_terminal=False, error=True)`, a warning with the traceback is logged, and the caller
 resets as after any `is_last`. A reset that raises rebuilds the env from its factory once.
 """
@@ -35,7 +35,7 @@ SUITES = ("atari", "dmc", "fake")
 
 @dataclasses.dataclass(frozen=True)
 class TimeStep:
-    """One observation of one env (INTERFACES §3).
+    """One observation of one env (docs/interfaces.md §3).
 
     Attributes:
       image: uint8 (H, W, 3), H = W = 64 by default, RGB.
@@ -124,7 +124,7 @@ class GuardedEnv(Env):
     def step(self, action) -> TimeStep:
         try:
             ts = self.env.step(action)
-        except Exception as exc:  # noqa: BLE001 - INTERFACES §3: end the episode, never splice
+        except Exception as exc:  # noqa: BLE001 - docs/interfaces.md §3: end the episode, never splice
             self.errors += 1
             log.warning("env step raised %s: %s; ending the episode (is_last, not terminal)",
                         type(exc).__name__, exc, exc_info=True)
@@ -159,7 +159,7 @@ def _cfg(config, key: str, default: Any = None) -> Any:
 
 
 def make_env(env_config, seed: int, *, guard: bool = True) -> Env:
-    """Builds one env from the config's `env` section (INTERFACES §2).
+    """Builds one env from the config's `env` section (docs/interfaces.md §2).
 
     Args:
       env_config: ConfigDict (or dict) with keys `suite` ('atari' | 'dmc' | 'fake'), `task`,

@@ -1,12 +1,12 @@
-"""DeepMind Control env with 64x64 pixels (spec 1.2; INTERFACES §3).
+"""DeepMind Control env with 64x64 pixels (docs/original.md §1.2; docs/interfaces.md §3).
 
 * `suite.load(domain, task, task_kwargs={'random': seed})` with the env's step limit set to infinity:
-  dm_control never ends the episode itself; the frame limit below does (spec 1.2).
+  dm_control never ends the episode itself; the frame limit below does (docs/original.md §1.2).
 * step(a): `a` clipped to [-1, 1] (float32, shape (A,)), applied for `action_repeat` (2) control
   steps through `Environment.step`; reward = sum of the rewards; the image is rendered after the
   last one with `physics.render(H, W, camera_id)` (camera 0, quadruped 2), as `pixels.Wrapper` does.
 * Frames count `action_repeat` per step; at `time_limit_frames` (1,000 control steps = 500 agent
-  steps) `is_last=True`; `is_terminal` is always False (spec 10.14).
+  steps) `is_last=True`; `is_terminal` is always False (docs/quirks.md §10.14).
 * `fast_render` (ours, default off = the original's pixels): shadows and reflections off and no
   multisampling, about 1.5-2x faster rendering on CPU (software EGL); the pixels differ.
 
@@ -69,11 +69,11 @@ class DMCEnv(Env):
     """One DMC visual task (see the module docstring).
 
     Args:
-      task: one of the 20 task ids of spec 1.2 (`walker_walk`, `ball_in_cup_catch`, ...).
+      task: one of the 20 task ids of docs/original.md §1.2 (`walker_walk`, `ball_in_cup_catch`, ...).
       seed: seeds the task's RandomState (initial states, targets); `reset(seed=s)` re-seeds it.
       action_repeat: control steps per agent step (2).
       time_limit_frames: truncation in control steps (1,000).
-      camera: camera id; None = the spec's (0, quadruped 2).
+      camera: camera id; None = the original's (0, quadruped 2).
       image_size: (H, W) rendered directly, no resizing.
       fast_render: shadows/reflections/multisampling off (ours; default off).
     """
@@ -96,7 +96,7 @@ class DMCEnv(Env):
         self.image_shape = (int(image_size[0]), int(image_size[1]), 3)
         self.fast_render = bool(fast_render)
         self._env = suite.load(domain, name, task_kwargs={"random": int(seed)})
-        self._env._step_limit = float("inf")  # noqa: SLF001 - our frame limit ends episodes (spec 1.2)
+        self._env._step_limit = float("inf")  # noqa: SLF001 - our frame limit ends episodes (docs/original.md §1.2)
         self.physics = self._env.physics
         spec = self._env.action_spec()
         self.num_actions = int(np.prod(spec.shape))

@@ -1,4 +1,4 @@
-"""A tiny deterministic image env whose reward depends on what the image shows (INTERFACES §8).
+"""A tiny deterministic image env whose reward depends on what the image shows (docs/interfaces.md §8).
 
 Every observation shows a fresh random *target*, drawn from the env's PCG64 generator; the reward of
 the next step pays for the action that matches the target shown. So a policy must read the image

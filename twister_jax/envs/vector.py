@@ -1,4 +1,4 @@
-"""N envs stepped in parallel worker processes (INTERFACES §3; spec 1.1 item 6, 1.2).
+"""N envs stepped in parallel worker processes (docs/interfaces.md §3; docs/original.md §1.1 item 6, §1.2).
 
 Protocol (what the training loop relies on):
 

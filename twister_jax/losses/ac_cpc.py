@@ -1,6 +1,6 @@
-"""AC-CPC: augmentation (spec 4.1), anchors (4.2) and the InfoNCE loss (4.4).
+"""AC-CPC: augmentation (docs/original.md §4.1), anchors (4.2) and the InfoNCE loss (4.4).
 
-Crops separate drawing from using (INTERFACES 4): `sample_crop_boxes(key, n)` draws integer boxes
+Crops separate drawing from using (docs/interfaces.md §4): `sample_crop_boxes(key, n)` draws integer boxes
 ``(top, left, height, width)`` with torchvision's `RandomResizedCrop.get_params` semantics; the pure
 `random_resized_crop(images, boxes)` applies them (static shapes, jit-friendly).
 """
@@ -25,7 +25,7 @@ def _hw(image_size) -> tuple[int, int]:
 
 def sample_crop_boxes(key: jax.Array, n: int, *, image_size=(64, 64), scale: Sequence[float] = (0.25, 1.0),
                       ratio: Sequence[float] = (3 / 4, 4 / 3), tries: int = 10) -> jax.Array:
-    """Draws `n` independent RandomResizedCrop boxes (torchvision ``get_params``; spec 4.1).
+    """Draws `n` independent RandomResizedCrop boxes (torchvision ``get_params``; docs/original.md §4.1).
 
     Per box, up to `tries` proposals: area ``s ~ U(scale)`` x H W, ``log r ~ U(log ratio)``,
     ``w = round(sqrt(area r))``, ``h = round(sqrt(area / r))`` (round half to even, as Python's
@@ -81,7 +81,7 @@ def _axis_taps(start, length, out_size: int):
 
 
 def random_resized_crop(images: jax.Array, boxes: jax.Array, out_size=None) -> jax.Array:
-    """Crops ``images[n, top:top+h, left:left+w]`` and resizes bilinearly (spec 4.1).
+    """Crops ``images[n, top:top+h, left:left+w]`` and resizes bilinearly (docs/original.md §4.1).
 
     Output pixel (y, x) samples input ``(top + (y + .5) h / OH - .5, left + (x + .5) w / OW - .5)``
     clamped into the crop (torchvision ``resized_crop``, bilinear, ``align_corners=False``; with
@@ -114,20 +114,20 @@ def random_resized_crop(images: jax.Array, boxes: jax.Array, out_size=None) -> j
 # ------------------------------------------------------------------------------------ loss --
 
 def step_weights(steps: int, lam: float = 0.75) -> jax.Array:
-    """``lam^k / sum_j lam^j`` for k < steps (spec 4.4), float32 ``(steps,)``."""
+    """``lam^k / sum_j lam^j`` for k < steps (docs/original.md §4.4), float32 ``(steps,)``."""
     w = jnp.asarray([lam ** k for k in range(steps)], jnp.float32)
     return w / jnp.sum(w)
 
 
 def anchor_input(prior_feat: jax.Array, actions: jax.Array, k: int) -> jax.Array:
-    """``[prior_feat[:, :L-k]; actions[:, 1:L-k+1]; ...; actions[:, k:L]]`` -> ``(B, L-k, F + k A)`` (spec 4.2)."""
+    """``[prior_feat[:, :L-k]; actions[:, 1:L-k+1]; ...; actions[:, k:L]]`` -> ``(B, L-k, F + k A)`` (docs/original.md §4.2)."""
     L = prior_feat.shape[1]
     parts = [prior_feat[:, :L - k]] + [actions[:, j:L - k + j].astype(prior_feat.dtype) for j in range(1, k + 1)]
     return jnp.concatenate(parts, axis=-1)
 
 
 def info_nce(x: jax.Array, y: jax.Array):
-    """InfoNCE with raw dot products (spec 4.4).
+    """InfoNCE with raw dot products (docs/original.md §4.4).
 
     Args:
       x, y: ``(N, D)`` anchor and target projections (row i of each is a positive pair).
@@ -145,13 +145,13 @@ def info_nce(x: jax.Array, y: jax.Array):
 
 def contrastive_loss(heads, prior_feat: jax.Array, aug_embed: jax.Array, actions: jax.Array,
                      lam: float = 0.75, *, return_details: bool = False):
-    """The AC-CPC loss over all steps (spec 4.2-4.4).
+    """The AC-CPC loss over all steps (docs/original.md §4.2-4.4).
 
     Args:
       heads: `networks.contrastive.ContrastiveHeads` with K pairs.
       prior_feat: ``(B, L, F)`` = [prior sample; h].
       aug_embed: ``(B, L, S*C)`` flattened posterior samples of the augmented frames.
-      actions: ``(B, L, A)`` stored actions (as modified by `observe`, spec README 8.2).
+      actions: ``(B, L, A)`` stored actions (as modified by `observe`, docs/quirks.md §10.17).
       lam: ``loss.contrastive_lambda``.
     Returns:
       ``(weighted_total, per_step)`` with ``per_step = {loss (K,), acc (K,), weight (K,)}``; with

@@ -1,4 +1,4 @@
-"""Returns, return normaliser, actor and critic losses of learning in imagination (spec 5.3-5.8).
+"""Returns, return normaliser, actor and critic losses of learning in imagination (docs/original.md §5.3-5.8).
 
 Pure functions; no networks. The losses take the *outputs* of the policy / value heads (raw
 policy output, value logits), so the train step differentiates them through its own apply
@@ -15,7 +15,7 @@ average over are ``(N, H)`` for states ``s_0 .. s_{H-1}``. A trailing singleton 
 golden fixtures store, passes through the elementwise functions (returns, weights, normaliser)
 unchanged; the two losses want ``(N, H)`` exactly (squeeze first).
 
-Stop-gradients (spec 5.6, 5.8; golden case ``actor_critic_grads``): the actor loss differentiates
+Stop-gradients (docs/original.md §5.6, §5.8; golden case ``actor_critic_grads``): the actor loss differentiates
 only ``log pi(a | sg(feat))`` and the entropy (actions, advantages, weights are constants); the
 critic loss only ``log p_v(. | sg(feat))`` (returns, slow-critic targets, weights are constants).
 Both apply `jax.lax.stop_gradient` to those constants themselves, so a caller cannot leak a gradient.
@@ -39,7 +39,7 @@ sg = jax.lax.stop_gradient
 
 # ---------------------------------------------------------------------------- weights, returns
 def discounts_and_weights(continues: jax.Array, gamma: float):
-    """Per-step discounts and loss weights from continues (spec 5.3).
+    """Per-step discounts and loss weights from continues (docs/original.md §5.3).
 
     Args:
       continues: ``(N, H+1, ...)`` continues of states ``s_0 .. s_H``; ``c_0`` is the replayed
@@ -58,7 +58,7 @@ def discounts_and_weights(continues: jax.Array, gamma: float):
 
 def lambda_returns(rewards: jax.Array, values: jax.Array, discounts: jax.Array, lambda_: float,
                    bootstrap: jax.Array | None = None) -> jax.Array:
-    """TD(lambda) returns over the time axis 1 (spec 5.4).
+    """TD(lambda) returns over the time axis 1 (docs/original.md §5.4).
 
     Index t of the inputs is imagined state ``s_{t+1}`` (t = 0 .. H-1)::
 
@@ -91,7 +91,7 @@ def lambda_returns(rewards: jax.Array, values: jax.Array, discounts: jax.Array, 
 # ---------------------------------------------------------------------------- return normaliser
 @flax.struct.dataclass
 class ReturnNormState:
-    """EMA of the 5% / 95% return percentiles (spec 5.5); float32 scalars, init 0 (no bias correction).
+    """EMA of the 5% / 95% return percentiles (docs/original.md §5.5); float32 scalars, init 0 (no bias correction).
 
     Lives in the train state; the original keeps the same two numbers as buffers ``perc_low`` /
     ``perc_high``.
@@ -114,7 +114,7 @@ def return_quantiles(returns: jax.Array, low_q: float = 0.05, high_q: float = 0.
 
 def update_return_norm(state: ReturnNormState, returns: jax.Array, *, decay: float = 0.99,
                        low_q: float = 0.05, high_q: float = 0.95):
-    """One EMA update from a batch of returns (spec 5.5), once per gradient step.
+    """One EMA update from a batch of returns (docs/original.md §5.5), once per gradient step.
 
     ``low <- decay * low + (1 - decay) * quantile(R, low_q)``, same for ``high``.
 
@@ -131,9 +131,9 @@ def update_return_norm(state: ReturnNormState, returns: jax.Array, *, decay: flo
 
 
 def return_norm_offset_invscale(state: ReturnNormState, limit: float = 1.0):
-    """``(offset, invscale)`` = ``(low, max(high - low, 1 / limit))`` (spec 5.5).
+    """``(offset, invscale)`` = ``(low, max(high - low, 1 / limit))`` (docs/original.md §5.5).
 
-    ``invscale`` is a divisor despite its name (the original's naming). Ambiguous: the spec writes
+    ``invscale`` is a divisor despite its name (the original's naming). Ambiguous: docs/original.md §5.5 writes
     ``max(P_hi - P_lo, 1.0)`` with ``return_norm_limit = 1`` and the fixture ``max(.., 1/limit)``;
     we follow the fixture (DreamerV3's ``Moments``: ``max(1 / max, high - low)``); identical at 1.
     """
@@ -153,7 +153,7 @@ def imagination_targets(rewards: jax.Array, values: jax.Array, continues: jax.Ar
                         norm_state: ReturnNormState, *, gamma: float, lambda_: float,
                         decay: float = 0.99, low_q: float = 0.05, high_q: float = 0.95,
                         limit: float = 1.0):
-    """Everything between the imagined heads and the two losses (spec 5.3-5.5), stop-gradiented.
+    """Everything between the imagined heads and the two losses (docs/original.md §5.3-5.5), stop-gradiented.
 
     Args:
       rewards, values, continues: ``(N, H+1)`` (or with a trailing singleton) for states
@@ -181,7 +181,7 @@ def imagination_targets(rewards: jax.Array, values: jax.Array, continues: jax.Ar
 # -------------------------------------------------------------------------------------- losses
 def actor_loss(policy_raw: jax.Array, actions: jax.Array, advantage: jax.Array, weights: jax.Array,
                *, dist: PolicyDist, entropy_scale: float = 3e-4):
-    """REINFORCE actor loss for both action types (spec 5.6).
+    """REINFORCE actor loss for both action types (docs/original.md §5.6).
 
     ``L = -mean_{n,i} w_i [log pi(a_i | s_i) * adv_i + eta * H(pi(. | s_i))]``.
 
@@ -206,7 +206,7 @@ def actor_loss(policy_raw: jax.Array, actions: jax.Array, advantage: jax.Array, 
 
 def critic_loss(value_logits: jax.Array, returns: jax.Array, slow_values: jax.Array, weights: jax.Array,
                 *, reg_scale: float = 1.0, bins_range: float = 20.0, log_prob_fn: Callable | None = None):
-    """Two-hot critic loss with the slow-critic regulariser (spec 5.8).
+    """Two-hot critic loss with the slow-critic regulariser (docs/original.md §5.8).
 
     ``L = -mean_{n,i} w_i [log p_v(sg(R_i) | s_i) + reg * log p_v(sg(mode(v_target(s_i))) | s_i)]``.
 

@@ -1,8 +1,8 @@
-"""World-model loss (spec 3.8) with AC-CPC (spec 4) and the imagination start states (spec 5.1).
+"""World-model loss (docs/original.md §3.8) with AC-CPC (docs/original.md §4) and the imagination start states (docs/original.md §5.1).
 
 `world_model_loss(wm, batch, noise, cfg, *, deterministic, dropout_key) -> (loss_total, aux)` is a
 pure function of the module (used functionally: `loss_fn` merges ``graphdef + params`` inside the
-traced function), the batch (INTERFACES section 3), the noise (drawn by `draw_noise`, or recorded in a
+traced function), the batch (docs/interfaces.md §3), the noise (drawn by `draw_noise`, or recorded in a
 golden fixture) and a dropout key. Order of the forward, as in the original (fixture notes):
 encoder on the frames (``gumbel_post``) -> `TSSM.observe` (``gumbel_prior``, dropout) -> decoder,
 reward and continue heads on posterior features -> KL terms -> encoder on the augmented frames
@@ -13,14 +13,14 @@ K contrastive steps, W cache slots (= ``model.context``), N = B*T start states.
 
 Ambiguous choices (written down as the conventions ask):
 * AC-CPC action conditioning reads the actions as the original's `observe` leaves them (clipped, zeroed
-  at t = 0 and at every ``is_first``; spec 8 item 2, 10.17). Index 0 is never read and replayed actions
+  at t = 0 and at every ``is_first``; docs/quirks.md §10.17). Index 0 is never read and replayed actions
   are already zero at resets, so this equals reading the stored actions; ``aux["actions_after_observe"]``
   shows what was read.
-* ``done`` of the continue target is ``batch["is_terminal"]`` (spec 3.7: ``c_t = 1 - done_t``).
+* ``done`` of the continue target is ``batch["is_terminal"]`` (docs/original.md §3.7: ``c_t = 1 - done_t``).
 * The loss total sums the terms in the fixture's order (contrastive 0..K-1, image, kl_prior, kl_post,
   reward, discount); each term is float32.
 * Start-state windows are built from the observe pass of this same forward (dropout noise included,
-  spec 10.13), everything stop-gradiented; flags follow ``quirks.imagination_flag_shift``.
+  docs/quirks.md §10.13), everything stop-gradiented; flags follow ``quirks.imagination_flag_shift``.
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class LossConfig:
 
     @classmethod
     def from_config(cls, config) -> "LossConfig":
-        """From the full config (INTERFACES section 2)."""
+        """From the full config (docs/interfaces.md §2)."""
         loss = config.loss
         return cls(image=float(loss.image), reward=float(loss.reward), cont=float(loss.cont),
                    kl_dyn=float(loss.kl_dyn), kl_rep=float(loss.kl_rep), free_nats=float(loss.free_nats),
@@ -70,7 +70,7 @@ def _as_loss_config(cfg) -> LossConfig:
 
 
 def contrastive_weights(steps: int, lam: float) -> np.ndarray:
-    """``lam^k / sum_j lam^j`` for k = 0..steps-1 (spec 4.4), float32 ``(K,)``."""
+    """``lam^k / sum_j lam^j`` for k = 0..steps-1 (docs/original.md §4.4), float32 ``(K,)``."""
     w = np.asarray([lam ** k for k in range(steps)], np.float64)
     return (w / w.sum()).astype(np.float32)
 
@@ -80,12 +80,12 @@ def contrastive_weights(steps: int, lam: float) -> np.ndarray:
 def draw_noise(key: jax.Array, batch_size: int, seq_len: int, stoch: int, discrete: int, *,
                augment: bool = True, crop_scale=(0.25, 1.0), crop_ratio=(0.75, 4.0 / 3.0),
                image_size=(64, 64)) -> dict:
-    """Draws every random input of `world_model_loss` from `key` (INTERFACES section 4).
+    """Draws every random input of `world_model_loss` from `key` (docs/interfaces.md §4).
 
     Args:
       key: one key for this purpose (e.g. ``fold_in(fold_in(base, step), WM_NOISE)``).
       batch_size, seq_len, stoch, discrete: B, T, S, C.
-      augment: also draw the random-resized-crop boxes of the AC-CPC targets (spec 4.1).
+      augment: also draw the random-resized-crop boxes of the AC-CPC targets (docs/original.md §4.1).
       crop_scale, crop_ratio, image_size: ``config.augment.*``, ``config.env.image_size``.
 
     Returns:
@@ -108,10 +108,10 @@ def draw_noise(key: jax.Array, batch_size: int, seq_len: int, stoch: int, discre
 # ------------------------------------------------------------------------------ distributions --
 
 def categorical_kl(post_logits, prior_logits, unimix: float, *, stop_post=False, stop_prior=False):
-    """``KL(q || p)`` of the unimix categoricals, summed over the S variables (spec 3.4): ``(...)``.
+    """``KL(q || p)`` of the unimix categoricals, summed over the S variables (docs/original.md §3.4): ``(...)``.
 
     `stop_post` gives the dynamics term ``KL(sg(q) || p)``, `stop_prior` the representation term
-    ``KL(q || sg(p))`` (spec 3.8): the stop acts on the logits only.
+    ``KL(q || sg(p))`` (docs/original.md §3.8): the stop acts on the logits only.
     """
     q = sg(post_logits) if stop_post else post_logits
     p = sg(prior_logits) if stop_prior else prior_logits
@@ -121,17 +121,17 @@ def categorical_kl(post_logits, prior_logits, unimix: float, *, stop_post=False,
 # -------------------------------------------------------------------------------------- loss --
 
 def preprocess(image: jax.Array) -> jax.Array:
-    """uint8 frames -> float32 ``x / 255 - 0.5`` (spec 3.1)."""
+    """uint8 frames -> float32 ``x / 255 - 0.5`` (docs/original.md §3.1)."""
     return image.astype(jnp.float32) / 255.0 - 0.5
 
 
 def world_model_loss(wm, batch: dict, noise: dict, cfg: Any, *, deterministic: bool = False,
                      dropout_key: Optional[jax.Array] = None, return_outputs: bool = False):
-    """The world-model loss of one gradient step (spec 3.8, 4) and the imagination start states (5.1).
+    """The world-model loss of one gradient step (docs/original.md §3.8, §4) and the imagination start states (5.1).
 
     Args:
       wm: a `twister_jax.networks.world_model.WorldModel`.
-      batch: INTERFACES section 3 dict: ``image`` uint8 ``(B, T, 64, 64, 3)``, ``action`` float32
+      batch: docs/interfaces.md §3 dict: ``image`` uint8 ``(B, T, 64, 64, 3)``, ``action`` float32
         ``(B, T, A)``, ``reward`` ``(B, T)``, ``is_first`` ``(B, T)``, ``is_terminal`` ``(B, T)``.
       noise: ``gumbel_post``, ``gumbel_prior``, ``gumbel_aug_post`` ``(B, T, S, C)``, and either
         ``aug_image`` (uint8 ``(B, T, 64, 64, 3)``, pre-augmented frames, e.g. a golden fixture's) or
@@ -149,7 +149,7 @@ def world_model_loss(wm, batch: dict, noise: dict, cfg: Any, *, deterministic: b
         * ``metrics``: ``acc_con``, ``acc_con_{k}`` (k >= 1), ``kl`` (mean unclipped KL),
           ``post_entropy``, ``prior_entropy`` (mean over (b, t), summed over S);
         * ``start``: `imagination.StartState` of all N = B*T positions (stop-gradiented);
-        * ``start_cont``: ``(N,)`` float32 ``1 - is_terminal`` (first continue, spec 5.1);
+        * ``start_cont``: ``(N,)`` float32 ``1 - is_terminal`` (first continue, docs/original.md §5.1);
         * ``outputs`` (with `return_outputs`): ``post_logits``, ``post_stoch``, ``prior_logits``,
           ``prior_stoch``, ``deter``, ``kv``, ``reward_logits``, ``continue_logits``, ``image_mean``,
           ``kl_unclipped``, ``aug_post_logits``, ``aug_post_stoch``, ``actions_after_observe``.
@@ -163,17 +163,17 @@ def world_model_loss(wm, batch: dict, noise: dict, cfg: Any, *, deterministic: b
     done = jnp.asarray(batch["is_terminal"]).astype(jnp.float32)
     unimix = wm.unimix
 
-    # 1. posterior of the frames (spec 3.3, 3.4)
+    # 1. posterior of the frames (docs/original.md §3.3, §3.4)
     x = preprocess(image)
     post_logits = wm.encode(x)                                                     # (B, T, S, C)
     post_stoch = dist.onehot_sample(post_logits, noise["gumbel_post"], unimix)
 
-    # 2. teacher-forced TSSM (spec 3.6.7)
+    # 2. teacher-forced TSSM (docs/original.md §3.6.7)
     obs = wm.tssm.observe(post_stoch, action, is_first, noise["gumbel_prior"], key=dropout_key,
                           deterministic=deterministic)
     deter, prior_logits, prior_stoch = obs["deter"], obs["prior_logits"], obs["prior_stoch"]
 
-    # 3. decoder and heads on posterior features (spec 3.5, 3.7)
+    # 3. decoder and heads on posterior features (docs/original.md §3.5, §3.7)
     image_mean = wm.decode(post_stoch)                                              # (B, T, 64, 64, 3)
     loss_image = jnp.mean(jnp.sum(jnp.square(image_mean.astype(jnp.float32) - x), axis=(-3, -2, -1)))
     feat = tssm_lib.features(post_stoch, deter)
@@ -182,13 +182,13 @@ def world_model_loss(wm, batch: dict, noise: dict, cfg: Any, *, deterministic: b
     loss_reward = -jnp.mean(wm.reward_log_prob(reward_logits, reward))
     loss_discount = -jnp.mean(dist.bernoulli_log_prob(continue_logits, (1.0 - done)[..., None]))
 
-    # 4. KL with free nats (spec 3.8, 10.21): dyn stops the posterior, rep stops the prior
+    # 4. KL with free nats (docs/original.md §3.8, docs/quirks.md §10.21): dyn stops the posterior, rep stops the prior
     kl_dyn = categorical_kl(post_logits, prior_logits, unimix, stop_post=True)
     kl_rep = categorical_kl(post_logits, prior_logits, unimix, stop_prior=True)
     loss_kl_prior = jnp.mean(dist.kl_free_nats(kl_dyn, cfg.free_nats))
     loss_kl_post = jnp.mean(dist.kl_free_nats(kl_rep, cfg.free_nats))
 
-    # 5. AC-CPC (spec 4)
+    # 5. AC-CPC (docs/original.md §4)
     if "aug_image" in noise:
         x_aug = preprocess(noise["aug_image"])
     else:
@@ -216,7 +216,7 @@ def world_model_loss(wm, batch: dict, noise: dict, cfg: Any, *, deterministic: b
     for name in losses:
         total = total + jnp.float32(weights[name]) * losses[name].astype(jnp.float32)
 
-    # 7. metrics and imagination starts (spec 5.1)
+    # 7. metrics and imagination starts (docs/original.md §5.1)
     metrics = {"acc_con": con_accs[0], **{f"acc_con_{k}": con_accs[k] for k in range(1, steps)},
                "kl": jnp.mean(sg(kl_rep)),
                "post_entropy": sg(jnp.mean(dist.onehot_entropy(post_logits, unimix, event_dims=2))),

@@ -1,4 +1,4 @@
-"""Transformer-XL relative-position multi-head self-attention and its masks (spec 3.6.4, 3.6.5).
+"""Transformer-XL relative-position multi-head self-attention and its masks (docs/original.md §3.6.4, §3.6.5).
 
 Layouts: tokens ``(B, T, D)``; a KV cache holds the *projected* keys/values ``(B, Th, D)`` (after
 `key`/`value`, before the head split); masks are ``(B or 1, 1, T, Th + T)`` with 1 (True) = visible,
@@ -21,11 +21,11 @@ from flax import nnx
 
 from twister_jax.networks import layers
 
-NEG_INF = -1e9  # spec 3.6.5: masked scores get -1e9 (not -inf), so fully masked rows stay finite
+NEG_INF = -1e9  # docs/original.md §3.6.5: masked scores get -1e9 (not -inf), so fully masked rows stay finite
 
 
 # --------------------------------------------------------------------------------------------
-# Sinusoid table (spec 3.6.4)
+# Sinusoid table (docs/original.md §3.6.4)
 # --------------------------------------------------------------------------------------------
 
 def sinusoid(distances, dim: int) -> np.ndarray:
@@ -73,7 +73,7 @@ def _shift_rows(rel: jax.Array, num_cached: int) -> jax.Array:
 
 
 # --------------------------------------------------------------------------------------------
-# Masks (spec 3.6.5); all return bool, True = visible
+# Masks (docs/original.md §3.6.5); all return bool, True = visible
 # --------------------------------------------------------------------------------------------
 
 def context_mask(num_queries: int, num_cached: int, left: int) -> jax.Array:
@@ -121,7 +121,7 @@ def combine_masks(context: jax.Array, episode: Optional[jax.Array] = None,
     Args:
       context: bool ``(1 or B, 1, T, Th + T)``.
       episode: bool ``(B, 1, T, Th + T)`` or None.
-      apply_episode: Python or traced bool scalar: the gating rule of spec 3.6.5 is decided by the
+      apply_episode: Python or traced bool scalar: the gating rule of docs/original.md §3.6.5 is decided by the
         caller (e.g. ``jnp.any(is_first)`` for the original's gating, True to always apply).
       valid: optional bool ``(B, Th + T)`` key validity (unfilled cache slots), always applied.
 
@@ -137,12 +137,12 @@ def combine_masks(context: jax.Array, episode: Optional[jax.Array] = None,
 
 
 # --------------------------------------------------------------------------------------------
-# Linear helpers (spec 6.4: PyTorch default init for Q/K/V/O/pos and the FFN)
+# Linear helpers (docs/original.md §6.4: PyTorch default init for Q/K/V/O/pos and the FFN)
 # --------------------------------------------------------------------------------------------
 
 
 def torch_linear(in_features: int, out_features: int, *, dtype, param_dtype, rngs: nnx.Rngs) -> nnx.Linear:
-    """Linear with bias and the PyTorch default init U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (spec 6.4)."""
+    """Linear with bias and the PyTorch default init U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (docs/original.md §6.4)."""
     init = layers.torch_default_uniform(in_features)
     return nnx.Linear(in_features, out_features, use_bias=True, kernel_init=init, bias_init=init,
                       dtype=dtype, param_dtype=param_dtype, rngs=rngs)
@@ -163,7 +163,7 @@ def dropout(x: jax.Array, rate: float, key: Optional[jax.Array], deterministic: 
 # --------------------------------------------------------------------------------------------
 
 class RelPosSelfAttention(nnx.Module):
-    """Relative-position multi-head self-attention with an optional KV cache (spec 3.6.4).
+    """Relative-position multi-head self-attention with an optional KV cache (docs/original.md §3.6.4).
 
     ``score_h(p, j) = [(q_p + u)_h . k_j + (q_p + v)_h . E(p - j)_h] / sqrt(d)`` with
     ``E(dist) = pos(R(dist))``; masked scores get -1e9; dropout on the attention probabilities.

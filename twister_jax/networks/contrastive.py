@@ -1,7 +1,7 @@
-"""AC-CPC projection heads (spec 4.3): `steps` independent (anchor, target) MLP pairs.
+"""AC-CPC projection heads (docs/original.md §4.3): `steps` independent (anchor, target) MLP pairs.
 
 Each MLP is ``layers`` x [Linear (bias) -> ELU] (ELU also after the last layer), no normalisation,
-PyTorch-default init for weights and biases (spec 6.4). Pair k:
+PyTorch-default init for weights and biases (docs/original.md §6.4). Pair k:
 
 * ``mlp_feats`` (anchor g_k): ``feat_size + k A -> hidden -> ... -> hidden``,
 * ``mlp_embed`` (target g'_k): ``embed_size -> hidden -> ... -> hidden``.
@@ -49,7 +49,7 @@ class ContrastivePair(nnx.Module):
 
 
 class ContrastiveHeads(nnx.Module):
-    """The `steps` AC-CPC head pairs (spec 4.3); ``pairs[k]`` takes ``feat_size + k * num_actions`` inputs.
+    """The `steps` AC-CPC head pairs (docs/original.md §4.3); ``pairs[k]`` takes ``feat_size + k * num_actions`` inputs.
 
     Args:
       feat_size: prior feature width ``S*C + hidden``.

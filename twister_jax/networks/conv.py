@@ -1,4 +1,4 @@
-"""4x4 stride-2 convolutions of the encoder and decoder (spec 3.3, 3.5), in three implementations.
+"""4x4 stride-2 convolutions of the encoder and decoder (docs/original.md §3.3, §3.5), in three implementations.
 
 Layouts (both ops): activations NHWC, kernels HWIO ``(kh, kw, Cin, Cout)``, no bias.
 
@@ -12,7 +12,7 @@ Layouts (both ops): activations NHWC, kernels HWIO ``(kh, kw, Cin, Cout)``, no b
   ``(N, H, W, Cin) -> (N, 2H, 2W, Cout)``. The kernel is NOT spatially flipped:
   `port.conv_transpose_kernel` = ``W.transpose(2, 3, 0, 1)`` from the torch weight ``W (Cin, Cout, kh, kw)``,
   i.e. ``k[a, b, i, o] = W[i, o, a, b]``. (Flax ``nn.ConvTranspose(transpose_kernel=False)`` would need the
-  flipped kernel ``k[::-1, ::-1]``; spec 3.5.)
+  flipped kernel ``k[::-1, ::-1]``; docs/original.md §3.5.)
 
 Implementations (``impl=``):
 
@@ -20,7 +20,7 @@ Implementations (``impl=``):
   (cuDNN / TPU convolutions; not benchmarked here, no accelerator was available).
 * ``"matmul"``: patches (im2col from shifted slices of the space-to-depth image) + one matmul, with a
   hand-written `jax.custom_vjp` (input and kernel gradients also patches / overlap-add + one matmul each).
-  XLA on CPU computes convolution kernel gradients very slowly (STYLE.md section 3).
+  XLA on CPU computes convolution kernel gradients very slowly (docs/architecture.md §8).
 * ``"hybrid"``: XLA for the forward op and for the input gradient (the adjoint conv), patches + one matmul
   only for the kernel gradient (`jax.custom_vjp`). On CPU its forward is as fast as ``"xla"`` (2-3x faster
   than ``"matmul"``, whose patch extraction / overlap-add costs memory traffic) and its forward+backward

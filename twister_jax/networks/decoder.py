@@ -1,4 +1,4 @@
-"""Decoder: flattened posterior sample -> mean image, and the MSE "distribution" (spec 3.5).
+"""Decoder: flattened posterior sample -> mean image, and the MSE "distribution" (docs/original.md §3.5).
 
 ``(..., S*C)`` -> proj Linear (bias, no norm/act) -> ``(4, 4, 8 dim_cnn)`` -> 3 x [ConvT 4x4/2 pad 1,
 no bias -> LN(channels, eps) -> SiLU] -> ConvT 4x4/2 pad 1 with bias -> ``(..., 64, 64, 3)``.
@@ -40,13 +40,13 @@ def layer_impl(impl: str) -> str:
 
 
 def mse_log_prob(mean: jax.Array, target: jax.Array) -> jax.Array:
-    """MSEDist log-prob: ``-sum_{H,W,C} (mean - target)^2`` over the last 3 axes, float32 (spec 3.5)."""
+    """MSEDist log-prob: ``-sum_{H,W,C} (mean - target)^2`` over the last 3 axes, float32 (docs/original.md §3.5)."""
     d = jnp.asarray(mean, jnp.float32) - jnp.asarray(target, jnp.float32)
     return -jnp.sum(d * d, axis=(-3, -2, -1))
 
 
 class Decoder(nnx.Module):
-    """Latent -> image mean (spec 3.5).
+    """Latent -> image mean (docs/original.md §3.5).
 
     Args:
       feat_size: input size (S*C; only the latent is decoded, not h).

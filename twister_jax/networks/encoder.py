@@ -1,4 +1,4 @@
-"""Encoder: images -> posterior logits (spec 3.1, 3.3).
+"""Encoder: images -> posterior logits (docs/original.md §3.1, §3.3).
 
 ``(..., 64, 64, 3)`` frames (uint8, preprocessed here as ``x/255 - 0.5``, or already-preprocessed
 floats, e.g. the AC-CPC crops) -> 4 x [Conv 4x4/2 pad 1 no bias -> LN(channels, eps) -> SiLU]
@@ -23,7 +23,7 @@ from twister_jax.networks import layers
 
 
 def preprocess(images: jax.Array) -> jax.Array:
-    """uint8 -> ``float32(x)/255 - 0.5`` (spec 3.1); float input is returned as float32 unchanged."""
+    """uint8 -> ``float32(x)/255 - 0.5`` (docs/original.md §3.1); float input is returned as float32 unchanged."""
     if images.dtype == jnp.uint8:
         return images.astype(jnp.float32) / 255.0 - 0.5
     return images.astype(jnp.float32)
@@ -49,7 +49,7 @@ def layer_impl(impl: str, layer: int) -> str:
 
 
 class Encoder(nnx.Module):
-    """Conv encoder + representation Linear (spec 3.3).
+    """Conv encoder + representation Linear (docs/original.md §3.3).
 
     Args:
       dim_cnn: base width (layers 1x, 2x, 4x, 8x).
@@ -80,7 +80,7 @@ class Encoder(nnx.Module):
 
     @classmethod
     def from_config(cls, model, *, dtype=jnp.float32, rngs: nnx.Rngs, **kw):
-        """Build from the ``model`` config block (INTERFACES 2)."""
+        """Build from the ``model`` config block (docs/interfaces.md §2)."""
         return cls(dim_cnn=model.dim_cnn, stoch=model.stoch, discrete=model.discrete, ln_eps=model.ln_eps,
                    dtype=dtype, rngs=rngs, **kw)
 

@@ -1,9 +1,9 @@
-"""MLP heads: reward, value, continue (spec 3.7, 5.8) and the policy network forward (spec 5.7).
+"""MLP heads: reward, value, continue (docs/original.md §3.7, §5.8) and the policy network forward (docs/original.md §5.7).
 
 All heads share one class, `MLPHead`: `layers.MLP` trunk ("2 x 512": Dense no bias -> LN -> SiLU,
 twice) -> output Linear with bias. The output dtype is float32 (distributions run in float32).
 
-| head | out | output-layer init (spec 6.4) | distribution (`twister_jax.distributions`) |
+| head | out | output-layer init (docs/original.md §6.4) | distribution (`twister_jax.distributions`) |
 |---|---|---|---|
 | reward, value (and the slow critic) | `bins` (255) | zeros | `twohot_*` |
 | continue | 1 | xavier uniform, zero bias | `bernoulli_*` |
@@ -63,7 +63,7 @@ def reward_head(model, *, dtype=jnp.float32, rngs: nnx.Rngs) -> MLPHead:
     return MLPHead(feat_size_of(model), model.bins, zero_output=True, **_kw(model, dtype, rngs))
 
 
-value_head = reward_head  # same class and init (spec 5.8); the slow critic is a copy
+value_head = reward_head  # same class and init (docs/original.md §5.8); the slow critic is a copy
 
 
 def continue_head(model, *, dtype=jnp.float32, rngs: nnx.Rngs) -> MLPHead:

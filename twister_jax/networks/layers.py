@@ -1,4 +1,4 @@
-"""Shared building blocks (spec 3.2) and the initialisers of spec 6.4.
+"""Shared building blocks (docs/original.md §3.2) and the initialisers of docs/original.md §6.4.
 
 Initialisers are `jax.nn.initializers`-style callables ``init(key, shape, dtype)``. Kernels are in
 Flax layout: Dense ``(in, out)``, Conv HWIO ``(kh, kw, in, out)``; fans include the receptive field.
@@ -28,14 +28,14 @@ def _fans(shape):
 
 
 def dreamerv3_normal(key, shape, dtype=jnp.float32):
-    """spec 6.4: truncated normal on [-2 s, 2 s] with s = 1.1368 sqrt(2 / (fan_in + fan_out))."""
+    """docs/original.md §6.4: truncated normal on [-2 s, 2 s] with s = 1.1368 sqrt(2 / (fan_in + fan_out))."""
     fan_in, fan_out = _fans(shape)
     std = 1.1368 * math.sqrt(2.0 / (fan_in + fan_out))
     return (std * jax.random.truncated_normal(key, -2.0, 2.0, shape, jnp.float32)).astype(dtype)
 
 
 def xavier_uniform(key, shape, dtype=jnp.float32):
-    """spec 6.4: U(-b, b), b = sqrt(6 / (fan_in + fan_out))."""
+    """docs/original.md §6.4: U(-b, b), b = sqrt(6 / (fan_in + fan_out))."""
     fan_in, fan_out = _fans(shape)
     bound = math.sqrt(6.0 / (fan_in + fan_out))
     return jax.random.uniform(key, shape, jnp.float32, -bound, bound).astype(dtype)
@@ -69,7 +69,7 @@ class Linear(nnx.Module):
     """Linear with (optional) bias.
 
     Args:
-      fin, fout: sizes. kernel_init / bias_init: spec 6.4 initialisers.
+      fin, fout: sizes. kernel_init / bias_init: docs/original.md §6.4 initialisers.
       dtype: compute dtype (inputs and params are cast to it); params stored in `param_dtype`.
     """
 
@@ -84,7 +84,7 @@ class Linear(nnx.Module):
 
 
 class DenseNormAct(nnx.Module):
-    """Linear (no bias) -> LayerNorm(eps, float32) -> SiLU if `act` (spec 3.2).
+    """Linear (no bias) -> LayerNorm(eps, float32) -> SiLU if `act` (docs/original.md §3.2).
 
     Input ``(..., fin)`` in any float dtype; output ``(..., fout)`` float32 after the LN (callers
     cast to their compute dtype as needed; the next Linear casts anyway).
@@ -104,7 +104,7 @@ class DenseNormAct(nnx.Module):
 
 
 class MLP(nnx.Module):
-    """`layers` x (Dense no bias -> LN -> SiLU): the head trunk "2 x 512" (spec 3.2).
+    """`layers` x (Dense no bias -> LN -> SiLU): the head trunk "2 x 512" (docs/original.md §3.2).
 
     Input ``(..., fin)``, output ``(..., hidden)`` in `dtype`.
     """

@@ -1,4 +1,4 @@
-"""Post-norm Transformer-XL blocks of the TSSM (spec 3.6.3).
+"""Post-norm Transformer-XL blocks of the TSSM (docs/original.md §3.6.3).
 
 Block: ``y = LN(x + Dropout(Attn(x)))``, ``out = LN(y + Dropout(W2 relu(W1 y + b1) + b2))`` with
 LayerNorm eps 1e-6 (``model.transformer_ln_eps``), FFN width ``ff_ratio * D``, dropout 0.1 after the
@@ -29,7 +29,7 @@ def _split_key(key: Optional[jax.Array], n: int):
 
 
 class TransformerBlock(nnx.Module):
-    """One post-norm block (spec 3.6.3)."""
+    """One post-norm block (docs/original.md §3.6.3)."""
 
     def __init__(self, hidden: int, heads: int, *, ff_ratio: int = 2, dropout: float = 0.1,
                  ln_eps: float = 1e-6, max_pos: int = 2048, dtype=jnp.float32,
@@ -62,7 +62,7 @@ class TransformerBlock(nnx.Module):
 
 
 class Transformer(nnx.Module):
-    """Stack of `blocks` post-norm blocks, no final LayerNorm (spec 3.6.3)."""
+    """Stack of `blocks` post-norm blocks, no final LayerNorm (docs/original.md §3.6.3)."""
 
     def __init__(self, hidden: int, heads: int, blocks: int, *, ff_ratio: int = 2, dropout: float = 0.1,
                  ln_eps: float = 1e-6, max_pos: int = 2048, dtype=jnp.float32,

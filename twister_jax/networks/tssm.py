@@ -1,8 +1,8 @@
-"""TSSM: transformer state-space model (spec 3.6).
+"""TSSM: transformer state-space model (docs/original.md §3.6).
 
-Pieces: action mixer (spec 3.6.2), post-norm transformer (3.6.3), prior head ``W_dyn`` (3.6.1),
+Pieces: action mixer (docs/original.md §3.6.2), post-norm transformer (3.6.3), prior head ``W_dyn`` (3.6.1),
 learned initial state ``w_init`` (3.6.6), the teacher-forced `TSSM.observe` (3.6.7) and the one-step
-`TSSM.step` (3.6.8) over a fixed-size KV cache (`KVCache`, spec 12.3).
+`TSSM.step` (3.6.8) over a fixed-size KV cache (`KVCache`, docs/original.md §12.3).
 
 Shapes: B batch, T time, N one-step batch, S stochastic variables, C classes, A actions, D width,
 W cache slots (= ``model.context``, 8). Latents are ``(..., S, C)``; model features are
@@ -12,7 +12,7 @@ Ambiguous choices (written down as the conventions ask):
 * ``learn_initial=False``: ``w_init`` is a constant zero vector (not a parameter); the initial latent
   is still the mode of the prior of that vector. The original's behaviour for False is not pinned.
 * The cache has W = ``context`` slots; its validity mask is always applied, its episode flags follow
-  the gating rule (spec 3.6.5) switched by ``episode_mask_gating`` (INTERFACES section 3, 7).
+  the gating rule (docs/original.md §3.6.5) switched by ``episode_mask_gating`` (docs/interfaces.md §3, §7).
 * `observe` always applies its episode mask: without a cache the original's gating changes nothing.
 """
 from __future__ import annotations
@@ -36,11 +36,11 @@ def clip_action(action: jax.Array) -> jax.Array:
 
 
 # --------------------------------------------------------------------------------------------
-# Action mixer (spec 3.6.2)
+# Action mixer (docs/original.md §3.6.2)
 # --------------------------------------------------------------------------------------------
 
 class ActionMixer(nnx.Module):
-    """``LN(W2 SiLU(LN(W1 x)))``, both Dense without bias, LN eps ``ln_eps`` (spec 3.6.2)."""
+    """``LN(W2 SiLU(LN(W1 x)))``, both Dense without bias, LN eps ``ln_eps`` (docs/original.md §3.6.2)."""
 
     def __init__(self, in_features: int, hidden: int, *, ln_eps: float = 1e-3, dtype=jnp.float32,
                  param_dtype=jnp.float32, rngs: nnx.Rngs):
@@ -53,7 +53,7 @@ class ActionMixer(nnx.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# Fixed-size KV cache (spec 12.3, INTERFACES section 3)
+# Fixed-size KV cache (docs/original.md §12.3, docs/interfaces.md §3)
 # --------------------------------------------------------------------------------------------
 
 @flax.struct.dataclass
@@ -62,7 +62,7 @@ class KVCache:
 
     Attributes:
       k, v: tuples (one per block) of ``(N, W, D)`` arrays.
-      flags: float32 ``(N, W)`` episode ("first") flags of the slots (spec 3.6.5).
+      flags: float32 ``(N, W)`` episode ("first") flags of the slots (docs/original.md §3.6.5).
       valid: bool ``(N, W)``; False for slots not yet filled (always masked).
     """
     k: tuple
@@ -87,7 +87,7 @@ class KVCache:
 # --------------------------------------------------------------------------------------------
 
 class TSSM(nnx.Module):
-    """Transformer state-space model (spec 3.6).
+    """Transformer state-space model (docs/original.md §3.6).
 
     Constructor arguments map from config keys: hidden, heads, blocks, ff_ratio, context, max_pos,
     dropout, transformer_ln_eps, ln_eps, stoch, discrete, unimix, learn_initial (``model.*``) and
@@ -116,7 +116,7 @@ class TSSM(nnx.Module):
 
     @classmethod
     def from_config(cls, model, num_actions: int, *, quirks=None, dtype=jnp.float32, rngs: nnx.Rngs):
-        """Builds from ``config.model`` (INTERFACES section 2) and the action count."""
+        """Builds from ``config.model`` (docs/interfaces.md §2) and the action count."""
         st = True if quirks is None else bool(quirks.mode_straight_through_logprob)
         return cls(num_actions, stoch=model.stoch, discrete=model.discrete, hidden=model.hidden,
                    heads=model.heads, blocks=model.blocks, ff_ratio=model.ff_ratio, context=model.context,
@@ -135,7 +135,7 @@ class TSSM(nnx.Module):
         return distributions.onehot_sample(logits, gumbel, self.unimix)
 
     def initial_state(self, detach: bool = False):
-        """Learned initial state (spec 3.6.6).
+        """Learned initial state (docs/original.md §3.6.6).
 
         Returns:
           ``(stoch (S, C), deter (D,), logits (S, C) zeros)``; stoch = mode of the prior of
@@ -158,12 +158,12 @@ class TSSM(nnx.Module):
     def observe(self, post_stoch: jax.Array, actions: jax.Array, is_first: jax.Array,
                 gumbel: Optional[jax.Array] = None, *, key: Optional[jax.Array] = None,
                 deterministic: bool = True, return_aux: bool = False) -> dict:
-        """Teacher-forced pass over windows, no cache (spec 3.6.7).
+        """Teacher-forced pass over windows, no cache (docs/original.md §3.6.7).
 
         Args:
           post_stoch: ``(B, T, S, C)`` posterior samples ``z_t``.
           actions: ``(B, T, A)`` stored actions (record t holds ``a_{t-1}``, the action that led to
-            ``o_t``); the input is not modified (spec 10.17): zeroing at t=0 and resets is local.
+            ``o_t``); the input is not modified (docs/quirks.md §10.17): zeroing at t=0 and resets is local.
           is_first: ``(B, T)`` bool or 0/1.
           gumbel: optional ``(B, T, S, C)`` Gumbel noise for the prior samples.
           key: dropout key; deterministic: no dropout when True.
@@ -205,7 +205,7 @@ class TSSM(nnx.Module):
     def step(self, prev_stoch: jax.Array, action: jax.Array, cache: KVCache, query_flag: jax.Array,
              gumbel: Optional[jax.Array] = None, *, episode_mask_gating: bool = True,
              key: Optional[jax.Array] = None, deterministic: bool = True) -> dict:
-        """One-step transition over the fixed W-slot cache (spec 3.6.8).
+        """One-step transition over the fixed W-slot cache (docs/original.md §3.6.8).
 
         No reset logic: callers substitute the initial latent / zero action at resets
         (`reset_inputs`).
@@ -256,6 +256,6 @@ class TSSM(nnx.Module):
 
 
 def features(stoch: jax.Array, deter: jax.Array) -> jax.Array:
-    """Model features ``[flatten(stoch) ; deter]`` ``(..., S*C + D)`` (spec 3.6.1)."""
+    """Model features ``[flatten(stoch) ; deter]`` ``(..., S*C + D)`` (docs/original.md §3.6.1)."""
     flat = stoch.reshape(stoch.shape[:-2] + (stoch.shape[-2] * stoch.shape[-1],))
     return jnp.concatenate([flat.astype(jnp.float32), deter.astype(jnp.float32)], axis=-1)

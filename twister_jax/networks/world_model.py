@@ -1,4 +1,4 @@
-"""The composite world model (spec 3, 4): encoder, TSSM, decoder, reward/continue heads, AC-CPC heads.
+"""The composite world model (docs/original.md §3, §4): encoder, TSSM, decoder, reward/continue heads, AC-CPC heads.
 
 ``port.load_torch_params(wm, state_dict)`` imports an original agent's world model (its
 ``encoder_network.``, ``decoder_network.``, ``rssm.``, ``reward_network.``, ``continue_network.``,
@@ -74,7 +74,7 @@ class WorldModel(nnx.Module):
 
     @classmethod
     def from_config(cls, config, rngs: nnx.Rngs, *, conv_impl: str = "auto", dtype=None) -> "WorldModel":
-        """Builds from the full config (INTERFACES section 2); `dtype` overrides ``compute_dtype``."""
+        """Builds from the full config (docs/interfaces.md §2); `dtype` overrides ``compute_dtype``."""
         m = config.model
         dt = dtype if dtype is not None else DTYPES[config.compute_dtype]
         return cls(int(config.env.num_actions), hidden=m.hidden, dim_cnn=m.dim_cnn, stoch=m.stoch,
@@ -93,7 +93,7 @@ class WorldModel(nnx.Module):
         return self.encoder(x)
 
     def decode(self, stoch: jax.Array) -> jax.Array:
-        """Latents ``(..., S, C)`` -> mean image float32 ``(..., H, W, 3)`` (spec 3.5, preprocessed scale)."""
+        """Latents ``(..., S, C)`` -> mean image float32 ``(..., H, W, 3)`` (docs/original.md §3.5, preprocessed scale)."""
         return self.decoder(stoch.reshape(stoch.shape[:-2] + (self.stoch * self.discrete,)))
 
     def reward_logits(self, feat: jax.Array) -> jax.Array:
@@ -113,7 +113,7 @@ class WorldModel(nnx.Module):
         return distributions.twohot_mean(logits, self.bins_range)[..., 0]
 
     def contrastive_losses(self, prior_feat: jax.Array, aug_stoch: jax.Array, actions: jax.Array):
-        """AC-CPC losses and accuracies for every step k (spec 4.2-4.4, `losses.ac_cpc.contrastive_loss`).
+        """AC-CPC losses and accuracies for every step k (docs/original.md §4.2-4.4, `losses.ac_cpc.contrastive_loss`).
 
         Args:
           prior_feat: ``(B, T, F)`` = ``[prior sample ; h]``.

@@ -1,4 +1,4 @@
-"""Builds a suite's score report from a run tree: tables, aggregates with CIs, plots (INTERFACES §6).
+"""Builds a suite's score report from a run tree: tables, aggregates with CIs, plots (docs/interfaces.md §6).
 
 `make_report(root, suite, out)` writes into `out`:
   report.md          aggregate table, per-task table, runs left out and why, notes
@@ -13,8 +13,8 @@ numbers of finished runs, each task keeps its `n` lowest-numbered seeds (n = the
 the runs dropped from the aggregate are named in the report; per-task rows still use every finished
 run. Rows for published agents are point estimates over the games present in our report, computed
 from their per-game mean scores (their per-run scores do not ship, so no interval; their IQM over
-per-game means is not the rliable IQM over runs and is marked so). Paper-reported aggregates (spec
-11.1, confirmed ones only) are listed as printed, over all 26 games. No jax import.
+per-game means is not the rliable IQM over runs and is marked so). Paper-reported aggregates (docs/original.md
+§11.1, confirmed ones only) are listed as printed, over all 26 games. No jax import.
 """
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ def exclusion_lines(tree: runs_lib.RunTree, dropped: list[str]) -> list[str]:
 def notes_markdown(suite: str) -> str:
     """How to read the aggregate rows (printed under the tables)."""
     if suite != "atari100k":
-        return ("- No published DMC scores ship: spec 11.2 lists every DMC per-task score (TWISTER and "
+        return ("- No published DMC scores ship: docs/original.md §11.2 lists every DMC per-task score (TWISTER and "
                 "baselines) as unconfirmed.\n- Standard deviations are over seeds (ddof=1; blank with one seed).")
     return "\n".join([
         "- `ours`: rliable point estimates over the (runs x games) HNS matrix, 95% percentile intervals "
@@ -162,11 +162,11 @@ def notes_markdown(suite: str) -> str:
         "- Agent rows without `(paper)`: computed here from the published per-game mean scores in "
         "`twister_jax/data/atari100k_scores.csv`, over the same games as ours; no intervals (per-run scores "
         "are not shipped), and their IQM is over per-game means, not rliable's IQM over runs.",
-        "- `(paper)` rows: aggregates as printed in each agent's own paper (spec 11.1, confirmed ones only), "
+        "- `(paper)` rows: aggregates as printed in each agent's own paper (docs/original.md §11.1, confirmed ones only), "
         "over all 26 games. They can differ from the row computed from per-game scores (e.g. STORM's paper "
         "prints 126.7% mean / 58.4% median; its per-game table gives 122.2% / 42.5% with these references).",
-        "- TWISTER per-game scores and its median are not shipped: spec 11.2 lists them as unconfirmed.",
-        "- HNS = (score - random) / (human - random) with the spec 11.3 random/human table. Standard "
+        "- TWISTER per-game scores and its median are not shipped: docs/original.md §11.2 lists them as unconfirmed.",
+        "- HNS = (score - random) / (human - random) with the docs/original.md §11.3 random/human table. Standard "
         "deviations are over seeds (ddof=1; blank with one seed).",
     ])
 

@@ -1,4 +1,4 @@
-"""Reads a suite's run tree `ROOT/<task>/seed_<n>/` (INTERFACES section 6) into final scores.
+"""Reads a suite's run tree `ROOT/<task>/seed_<n>/` (docs/interfaces.md §6) into final scores.
 
 Each run directory holds `config.json` (resolved config; `env.suite`, `env.task`), `scores.jsonl`
 (one row per evaluation: step, env_steps, frames, return_mean, return_std, episodes, returns,
@@ -6,7 +6,7 @@ length_mean) and, once the run has finished, `done.json` (written last, atomical
 
 A run counts when `done.json` exists, its config's suite is the report's suite, its config's task
 equals the directory's task, and `scores.jsonl` has at least one well-formed row. Its final score is
-the `return_mean` of the row with the largest `step` (the original's protocol, spec 1.3: mean return
+the `return_mean` of the row with the largest `step` (the original's protocol, docs/original.md §1.3: mean return
 over the evaluation episodes at the end of training). Everything else is *excluded by name with a
 reason*, never averaged: unfinished runs, other-suite runs, unknown task directories, missing files,
 and tasks of the suite with no finished run.

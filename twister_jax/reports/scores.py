@@ -1,16 +1,16 @@
-"""Benchmark task lists, reference scores and human-normalised scores (spec sections 1.1, 1.2, 11).
+"""Benchmark task lists, reference scores and human-normalised scores (docs/original.md §1.1, §1.2, §11).
 
 No jax import. The facts ship as package data:
 
-* `twister_jax/data/atari100k_scores.csv`: per game the random and human reference scores (spec 11.3,
+* `twister_jax/data/atari100k_scores.csv`: per game the random and human reference scores (docs/original.md §11.3,
   Wang et al. 2016 table as used by the Atari 100k literature) and the published per-game mean scores
   of other agents (SimPLe, DreamerV3, TWM, IRIS, STORM, DeltaIRIS, DIAMOND, REM, Simulus,
-  EfficientZero), copied verbatim from the team's `shared/data/atari100k_scores.csv`.
-  There is deliberately **no TWISTER per-game column**: spec 11.2 lists those numbers as unconfirmed.
+  EfficientZero).
+  There is deliberately **no TWISTER per-game column**: docs/original.md §11.2 lists those numbers as unconfirmed.
 * `twister_jax/data/published_aggregates.csv`: aggregate HNS the agents' own papers report, only the
-  ones spec 11.1 marks as confirmed (TWISTER mean 162%, STORM mean/median, IRIS mean, DIAMOND mean).
+  ones docs/original.md §11.1 marks as confirmed (TWISTER mean 162%, STORM mean/median, IRIS mean, DIAMOND mean).
 
-No DMC reference scores ship: spec 11.2 lists every DMC per-task score as unconfirmed, and DMC has no
+No DMC reference scores ship: docs/original.md §11.2 lists every DMC per-task score as unconfirmed, and DMC has no
 random/human normalisation (aggregates use raw returns, 0 to 1000).
 """
 from __future__ import annotations
@@ -25,9 +25,9 @@ import numpy as np
 
 from twister_jax import suites
 
-# Spec 1.1: the 26 Atari 100k games, snake_case ids (atari-py names).
+# docs/original.md §1.1: the 26 Atari 100k games, snake_case ids (atari-py names).
 ATARI_100K_GAMES: tuple[str, ...] = tuple(suites.ATARI_GAMES)
-# Spec 1.2: the 20 DMC visual tasks.
+# docs/original.md §1.2: the 20 DMC visual tasks.
 DMC_TASKS: tuple[str, ...] = tuple(suites.DMC_TASKS)
 
 # Report suite name -> `config.env.suite` of the runs that belong to it.
@@ -128,7 +128,7 @@ def published_aggregates() -> tuple[PublishedAggregate, ...]:
 
 
 def human_normalized(game: str, score):
-    """Human-normalised score (score - random) / (human - random) of an Atari 100k game (spec 11.3).
+    """Human-normalised score (score - random) / (human - random) of an Atari 100k game (docs/original.md §11.3).
 
     Args:
       game: any spelling `suites.normalize_game` accepts.

@@ -1,4 +1,4 @@
-"""Writes synthetic run directories in the program's layout (INTERFACES §6), for tests and demos.
+"""Writes synthetic run directories in the program's layout (docs/interfaces.md §6), for tests and demos.
 
 No jax import. The files mimic what the training program writes: `config.json` (nested `env.suite`,
 `env.task`, `seed`), `scores.jsonl` rows (step, env_steps, frames, return_mean, return_std, episodes,
