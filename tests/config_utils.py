@@ -15,3 +15,16 @@ def load_config_module(name: str):
 
 def get_config(name: str, arg: str):
     return load_config_module(name).get_config(arg)
+
+
+def tiny_config(variant: str = "fake", **overrides):
+    """`configs/tiny.py:<variant>` with dotted-key overrides, e.g. `**{"quirks.imagination_flag_shift": False}`."""
+    config = get_config("tiny", variant)
+    with config.unlocked():
+        for k, v in overrides.items():
+            obj = config
+            *path, last = k.split(".")
+            for p in path:
+                obj = obj[p]
+            obj[last] = v
+    return config

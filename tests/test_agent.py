@@ -17,7 +17,7 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-from config_utils import get_config
+from config_utils import tiny_config
 from twister_jax import agent as agent_lib
 from twister_jax import sharding
 from twister_jax.policy_dist import PolicyDist
@@ -27,19 +27,6 @@ LEARN_STEPS = 150
 SPEC_7_5 = ("loss", "model_image", "kl_prior", "kl_post", "model_reward", "model_discount", "actor", "value",
             "acc_con", "returns_mean", "perc_low", "perc_high", "policy_ent",
             "grad_norm_world_model", "grad_norm_actor", "grad_norm_critic")
-
-
-def tiny_config(variant="fake", **overrides):
-    config = get_config("tiny", variant)
-    if overrides:
-        with config.unlocked():
-            for k, v in overrides.items():
-                obj = config
-                *path, last = k.split(".")
-                for p in path:
-                    obj = obj[p]
-                obj[last] = v
-    return config
 
 
 def smooth_batch(config, seed=0):

@@ -23,24 +23,12 @@ import pytest
 import jax
 import jax.numpy as jnp
 
-from config_utils import get_config
+from config_utils import tiny_config
 from twister_jax import agent as agent_lib
 from twister_jax.losses import world_model as wm_loss
 from twister_jax.policy_dist import PolicyDist
 
 W = 8  # model.context of the tiny config (asserted below)
-
-
-def tiny_config(variant="fake", **overrides):
-    config = get_config("tiny", variant)
-    with config.unlocked():
-        for k, v in overrides.items():
-            obj = config
-            *path, last = k.split(".")
-            for p in path:
-                obj = obj[p]
-            obj[last] = v
-    return config
 
 
 def quirk_config(key, value, variant="fake"):
@@ -276,7 +264,7 @@ def test_prefill_policy_action(gating_agents):
     """`Collector.step(params, prefill=True)` (what the training loop calls while pre-filling): the
     acting state is the policy step's, except its previous action: the policy's own sample (the
     original) or the executed random action."""
-    from twister_jax.acting import ACT, random_actions, stack_obs
+    from twister_jax.acting import random_actions, stack_obs
     from twister_jax.collector import Collector
     from twister_jax.replay import ReplayBuffer
 
