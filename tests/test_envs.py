@@ -140,6 +140,7 @@ def test_atari_determinism_under_seed_and_state_round_trip(pong):
 
 def test_atari_minimal_action_sets_all_26_games():
     import ale_py
+    import ale_py.roms
 
     ale = ale_py.ALEInterface()
     ale.setLoggerMode(ale_py.LoggerMode.Error)

@@ -72,6 +72,7 @@ class AtariEnv(Env):
     def __init__(self, game: str, *, seed: int = 0, action_repeat: int = 4, time_limit_frames: int = 108_000,
                  noop_max: int = 30, sticky: float = 0.0, image_size=(64, 64)):
         import ale_py
+        import ale_py.roms  # a submodule: not loaded by `import ale_py` unless gymnasium is installed
 
         self.game = game
         self._rom = ale_py.roms.get_rom_path(rom_id(game))
