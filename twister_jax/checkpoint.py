@@ -157,7 +157,7 @@ def check_workdir_compatible(workdir, config) -> None:
         if not isinstance(saved, dict):
             raise IncompatibleCheckpointError(f"{path} is not a JSON object; restore or remove it")
         check_compatible(saved, config, str(path))
-    for step_dir in _committed_step_dirs(workdir / "checkpoints"):
+    for step_dir in reversed(_committed_step_dirs(workdir / "checkpoints")):  # newest first
         try:
             saved = json.loads((step_dir / "host" / "metadata").read_text())["config"]
         except (OSError, ValueError, KeyError, TypeError):
