@@ -34,6 +34,8 @@ from typing import Any, Mapping, Optional, Sequence, TextIO
 
 import numpy as np
 
+from twister_jax.files import atomic_write
+
 log = logging.getLogger(__name__)
 
 
@@ -161,9 +163,7 @@ class JsonlWriter(MetricWriter):
             keep = [line for row, line in rows if row.get("step", 0) <= resume_step]
             if damaged:
                 _keep_aside(self.path, damaged)
-        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-        tmp.write_text("".join(line + "\n" for line in keep))
-        os.replace(tmp, self.path)
+        atomic_write(self.path, "".join(line + "\n" for line in keep))
         self._file = open(self.path, "a", encoding="utf-8")
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
