@@ -31,7 +31,7 @@ class Outputs:
 
     def __init__(self, workdir: pathlib.Path, resume_step: int, *, enabled: bool = True):
         self.enabled = enabled
-        self.tb = None
+        self.tb = self.metrics_w = self.scores_w = None
         if not enabled:
             return
         from twister_jax import writers
@@ -42,21 +42,22 @@ class Outputs:
         except Exception as exc:  # noqa: BLE001 - TensorBoard is optional
             log.warning("TensorBoard writer unavailable: %s", exc)
 
-    def metrics(self, row: dict) -> None:
-        if not self.enabled:
+    def _write(self, jsonl, row: dict, tb_scalars: dict) -> None:
+        """One row to a JSONL writer (every field but `step`) and the chosen scalars to TensorBoard."""
+        if jsonl is None:  # not the chief process
             return
-        step = row["step"]
-        self.metrics_w.write_scalars(step, {k: v for k, v in row.items() if k != "step"})
+        jsonl.write_scalars(row["step"], {k: v for k, v in row.items() if k != "step"})
         if self.tb is not None:
-            self.tb.write_scalars(step, {f"train/{k}": v for k, v in row.items() if k != "step"})
+            self.tb.write_scalars(row["step"], tb_scalars)
+
+    def metrics(self, row: dict) -> None:
+        self._write(self.metrics_w, row,
+                    {f"train/{k}": v for k, v in row.items() if k != "step"})
 
     def scores(self, row: dict) -> None:
-        if not self.enabled:
-            return
-        step = row["step"]
-        self.scores_w.write_scalars(step, {k: v for k, v in row.items() if k != "step"})
+        self._write(self.scores_w, row,
+                    {f"eval/{k}": row[k] for k in ("return_mean", "return_std", "length_mean")})
         if self.tb is not None:
-            self.tb.write_scalars(step, {f"eval/{k}": row[k] for k in ("return_mean", "return_std", "length_mean")})
             self.tb.flush()
 
     def figures(self, step: int, figures: dict) -> None:
@@ -71,8 +72,6 @@ class Outputs:
         self.tb.flush()
 
     def close(self) -> None:
-        if not self.enabled:
-            return
         for w in (self.metrics_w, self.scores_w, self.tb):
             if w is not None:
                 w.close()
