@@ -93,12 +93,17 @@ def _dense_norm_act(m: layers.DenseNormAct) -> TorchMap:
     return {"0.weight": (("dense", "kernel"), linear_kernel), **layer_norm_map(("norm",), "1")}
 
 
+def _indexed(children, torch_name: str, ours: str) -> TorchMap:
+    """The tables of a list of submodules: child i under ``{torch_name}.{i}`` / ``(ours, i)``."""
+    out: TorchMap = {}
+    for i, child in enumerate(children):
+        out.update(nest(torch_map(child), f"{torch_name}.{i}", (ours, i)))
+    return out
+
+
 def _mlp(m: layers.MLP) -> TorchMap:
     """``layers.{i}.0.weight``, ``layers.{i}.1.{weight,bias}``."""
-    out: TorchMap = {}
-    for i, layer in enumerate(m.layers):
-        out.update(nest(torch_map(layer), f"layers.{i}", ("layers", i)))
-    return out
+    return _indexed(m.layers, "layers", "layers")
 
 
 def _mlp_head(m: heads.MLPHead) -> TorchMap:
@@ -130,10 +135,7 @@ def _transformer_block(m: transformer.TransformerBlock) -> TorchMap:
 
 def _transformer(m: transformer.Transformer) -> TorchMap:
     """``blocks.{b}.*``."""
-    out: TorchMap = {}
-    for i, blk in enumerate(m.blocks):
-        out.update(nest(torch_map(blk), f"blocks.{i}", ("blocks", i)))
-    return out
+    return _indexed(m.blocks, "blocks", "blocks")
 
 
 def _action_mixer(m: tssm.ActionMixer) -> TorchMap:
