@@ -86,6 +86,20 @@ def _det(rows):
     return [{k: v for k, v in r.items() if k not in WALL_FIELDS} for r in rows]
 
 
+def _start_and_kill(full, p_full, killed, start, ckpt_step):
+    """Starts the run in `killed` (`start(workdir, log_name)`) once `full` has compiled (its first log
+    row: the second run then loads the train and policy steps from JAX's persistent compilation
+    cache instead of compiling them too), SIGKILLs it right after checkpoint `ckpt_step` is committed
+    (Orbax renames the step dir on commit) and returns its metrics rows at the kill."""
+    _wait_for(lambda: bool(_safe_rows(full / "metrics.jsonl")), p_full, f"the first log row of {full}")
+    p_kill, log_kill = start(killed, "kill")
+    _wait_for(lambda: ckpt_step in _steps(killed), p_kill, f"checkpoint {ckpt_step} of {killed}")
+    p_kill.send_signal(signal.SIGKILL)
+    p_kill.wait()
+    log_kill.close()
+    return _rows(killed / "metrics.jsonl")
+
+
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory, request):
     if any("continuous_runs" in item.fixturenames for item in request.session.items):
@@ -98,16 +112,7 @@ def runs(tmp_path_factory, request):
     info = {"full": full, "killed": killed, "config": config}
     t0 = time.time()
     p_full, log_full = _start(full, "full")
-    # start the second run once the first has compiled (its first log row): it then loads the
-    # train and policy steps from JAX's persistent compilation cache instead of compiling them too
-    _wait_for(lambda: bool(_safe_rows(full / "metrics.jsonl")), p_full, "the first log row")
-    p_kill, log_kill = _start(killed, "kill")
-    # SIGKILL right after the first checkpoint is committed (Orbax renames the step dir on commit)
-    _wait_for(lambda: first_ckpt in _steps(killed), p_kill, "the first checkpoint")
-    p_kill.send_signal(signal.SIGKILL)
-    p_kill.wait()
-    log_kill.close()
-    info["rows_at_kill"] = _rows(killed / "metrics.jsonl")
+    info["rows_at_kill"] = _start_and_kill(full, p_full, killed, _start, first_ckpt)
     # resume, then SIGTERM once a log row after the second checkpoint is written
     p_term, log_term = _start(killed, "term")
     second = 2 * first_ckpt
@@ -297,13 +302,7 @@ def _continuous_sequence(root, info):
     info.update(full=full, killed=killed)
     p_full, log_full = _start_continuous(full, "full")
     try:
-        _wait_for(lambda: bool(_safe_rows(full / "metrics.jsonl")), p_full, "the first log row (continuous)")
-        p_kill, log_kill = _start_continuous(killed, "kill")
-        _wait_for(lambda: C_CKPT in _steps(killed), p_kill, "the first checkpoint (continuous)")
-        p_kill.send_signal(signal.SIGKILL)
-        p_kill.wait()
-        log_kill.close()
-        info["rows_at_kill"] = _rows(killed / "metrics.jsonl")
+        info["rows_at_kill"] = _start_and_kill(full, p_full, killed, _start_continuous, C_CKPT)
         p_last, log_last = _start_continuous(killed, "last")
         info["last_rc"] = p_last.wait(timeout=TIMEOUT)
         log_last.close()
