@@ -97,12 +97,15 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 BOOKKEEPING_KEYS = ("resumes",)
 
 
+def _flat_config(config) -> dict:
+    """A config (ConfigDict or its JSON dict) as {dotted key: value}, without bookkeeping keys."""
+    d = config if isinstance(config, dict) else config_to_dict(config)
+    return _flatten({k: v for k, v in d.items() if k not in BOOKKEEPING_KEYS})
+
+
 def config_differences(saved: dict, current: dict) -> list[str]:
     """Keys (dotted) whose values differ and are not in RESUMABLE_KEYS, as 'key: saved -> current'."""
-    current = config_to_dict(current) if not isinstance(current, dict) else current
-    saved = {k: v for k, v in saved.items() if k not in BOOKKEEPING_KEYS}
-    current = {k: v for k, v in current.items() if k not in BOOKKEEPING_KEYS}
-    a, b = _flatten(saved), _flatten(current)
+    a, b = _flat_config(saved), _flat_config(current)
     diffs = []
     for key in sorted(set(a) | set(b)):
         if key in RESUMABLE_KEYS:
@@ -124,8 +127,7 @@ def check_compatible(saved: dict, current, where: str) -> None:
 
 def resumable_changes(saved: dict, current) -> dict:
     """{dotted key: [saved, current]} for the RESUMABLE_KEYS whose values differ."""
-    a = _flatten({k: v for k, v in saved.items() if k not in BOOKKEEPING_KEYS})
-    b = _flatten(config_to_dict(current) if not isinstance(current, dict) else current)
+    a, b = _flat_config(saved), _flat_config(current)
     return {k: [a.get(k), b.get(k)] for k in RESUMABLE_KEYS if (k in a or k in b) and a.get(k) != b.get(k)}
 
 

@@ -70,7 +70,7 @@ class Trainer:
         self.parts = {"collector": self.collector, "evaluator": self.evaluator, "metrics": self.metrics}
         self.ckpt = checkpoint.Checkpointer(self.workdir, config)
         self.train_state = agent.init_state(jax.random.fold_in(self.base_key, INIT))
-        self.step, self.last_batch, self.stop_requested = 0, None, False
+        self.step, self.last_batch, self.stop_requested, self.progress = 0, None, False, None
         self._restore(allow_empty_replay)
         if self.is_chief:
             rundir.write_config(self.workdir, config, self.step)
@@ -212,10 +212,10 @@ class Trainer:
                 signal.signal(sig, h)
 
     def close(self) -> None:
-        for closer in (self.progress.close if hasattr(self, "progress") else None, self.ckpt.close,
-                       self.out.close, self.collector.close, self.evaluator.close):
-            if closer is not None:
-                closer()
+        if self.progress is not None:
+            self.progress.close()
+        for part in (self.ckpt, self.out, self.collector, self.evaluator):
+            part.close()
 
 
 def run(config, workdir, *, agent=None, progress: Optional[bool] = None, allow_empty_replay: bool = False) -> dict:
