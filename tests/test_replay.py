@@ -72,6 +72,13 @@ def test_windows_count_and_batch_format():
     assert batch["is_first"].dtype == bool and batch["is_first"].shape == (6, T)
     assert batch["is_terminal"].dtype == bool and batch["is_terminal"].shape == (6, T)
     _assert_batch_exact(batch, T)
+    # every array starts on a 64-byte boundary (JAX's CPU backend then takes it without a copy)
+    # and owns fresh memory: a later sample does not change an earlier batch
+    for _ in range(5):
+        again = rb.sample(6)
+        assert all(v.ctypes.data % 64 == 0 and v.flags.c_contiguous for v in again.values())
+        assert not any(np.shares_memory(again[k], batch[k]) for k in batch)
+    _assert_batch_exact(batch, T)
 
 
 def test_windows_cross_episodes_with_is_first():

@@ -80,30 +80,52 @@ class Outputs:
 class MetricLog:
     """Train-step metrics since the last row, and the row builder.
 
-    `add(metrics)` takes one step's metrics dict (device scalars; fetched only when a row is built or
-    the state saved). `row(...)` averages them, adds the episode statistics and rates, and clears.
+    `add(metrics)` takes one step's metrics dict. When every value is a float32 scalar `jax.Array`
+    (the train step's metrics), they are packed on the device into one float32 vector (K,) by one
+    small jitted call, so a row fetches one array per step instead of one per metric and step; other
+    values (NumPy, restored state) are kept as given. Nothing is fetched before a row is built or the
+    state saved. `row(...)` averages them (each metric's float32 values, in float64, in step order:
+    the same numbers either way), adds the episode statistics and rates, and clears.
     """
 
     def __init__(self):
-        self.pending: list = []
+        self.pending: list = []  # per step: (keys, packed float32 (K,) jax.Array) or (None, metrics dict)
         self.t_start = time.time()
         self._last = (time.time(), None, None)  # (time, step, env_steps) of the previous row
 
     def add(self, metrics: dict) -> None:
-        self.pending.append(metrics)
+        import jax
+        values = tuple(metrics.values())
+        if values and all(isinstance(v, jax.Array) and v.shape == () and v.dtype == np.float32 for v in values):
+            self.pending.append((tuple(metrics), _pack(*values)))
+        else:
+            self.pending.append((None, metrics))
+
+    def _columns(self) -> tuple:
+        """(keys, {key: values (steps,) in their own dtype}) of the pending steps, in one fetch."""
+        import jax
+        if not self.pending:
+            return [], {}
+        fetched = jax.device_get([payload for _, payload in self.pending])
+        keys0 = self.pending[0][0]
+        if keys0 is not None and all(keys == keys0 for keys, _ in self.pending):
+            stacked = np.stack(fetched)  # (steps, K) float32
+            return list(keys0), {k: np.ascontiguousarray(stacked[:, j]) for j, k in enumerate(keys0)}
+        dicts = [dict(zip(keys, payload)) if keys is not None else payload
+                 for (keys, _), payload in zip(self.pending, fetched)]
+        keys = list(dicts[0])
+        return keys, {k: np.stack([np.asarray(d[k]) for d in dicts]) for k in keys}
 
     def row(self, step: int, env_steps: int, frames: int, episodes: int, finished: list,
             replay_windows: int) -> dict:
-        import jax
         now = time.time()
         last_t, last_step, last_env = self._last
         last_step = step if last_step is None else last_step
         last_env = env_steps if last_env is None else last_env
         row = {"step": step, "env_steps": env_steps, "frames": frames}
-        ms = jax.device_get(self.pending)
-        if ms:
-            for k in ms[0]:
-                row[k] = float(np.mean([np.float64(m[k]) for m in ms]))
+        keys, columns = self._columns()
+        for k in keys:
+            row[k] = float(np.mean(columns[k].astype(np.float64)))
         row["episodes"] = episodes
         if finished:
             row["episode_reward_total"] = float(np.mean([e[0] for e in finished]))
@@ -121,13 +143,24 @@ class MetricLog:
         self._last = (time.time(), step, env_steps)
 
     def get_state(self) -> dict:
-        """The pending metrics, one float array per key (stacked over steps)."""
-        import jax
-        ms = jax.device_get(self.pending)
-        keys = list(ms[0]) if ms else []
-        return {"keys": keys, "values": {k: np.stack([np.asarray(m[k]) for m in ms]) for k in keys}}
+        """The pending metrics, one array per key (stacked over steps, in the metrics' dtype)."""
+        keys, columns = self._columns()
+        return {"keys": keys, "values": columns}
 
     def set_state(self, state: dict) -> None:
         keys, values = state["keys"], state["values"]
         steps = len(values[keys[0]]) if keys else 0
-        self.pending = [{k: values[k][i] for k in keys} for i in range(steps)]
+        self.pending = [(None, {k: values[k][i] for k in keys}) for i in range(steps)]
+
+
+_PACK = None
+
+
+def _pack(*values):
+    """float32 scalars (device arrays) -> one float32 (K,) device array: one jitted call."""
+    global _PACK  # noqa: PLW0603 - built on first use (no jax import at module load)
+    if _PACK is None:
+        import jax
+        import jax.numpy as jnp
+        _PACK = jax.jit(lambda *xs: jnp.stack(xs))
+    return _PACK(*values)

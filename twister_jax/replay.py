@@ -58,6 +58,16 @@ _STATE_RE = re.compile(r"^state_(\d+)\.json$")
 _CHUNK_RE = re.compile(r"^chunk_(\d+)\.npz$")
 
 
+def aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
+    """An uninitialised array whose data starts on an `align`-byte boundary (a view of a slightly
+    larger buffer). JAX's CPU backend takes such host arrays without copying them."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + align, np.uint8)
+    offset = -raw.ctypes.data % align
+    return raw[offset:offset + nbytes].view(dtype).reshape(shape)
+
+
 def _state_name(step: int) -> str:
     return f"state_{int(step):012d}.json"
 
@@ -265,12 +275,14 @@ class ReplayBuffer:
         idx = self._rng.integers(0, self._num_windows, size=batch_size)
         slots = (self._total_windows - self._num_windows + idx) % self.capacity
         B, T = batch_size, self.seq_len
+        # 64-byte aligned: on CPU the device takes them without a copy (12.6 MB of frames per
+        # Atari batch); elsewhere alignment costs nothing
         out = {
-            "image": np.empty((B, T) + self.image_shape, np.uint8),
-            "action": np.empty((B, T, self.action_dim), np.float32),
-            "reward": np.empty((B, T), np.float32),
-            "is_first": np.empty((B, T), bool),
-            "is_terminal": np.empty((B, T), bool),
+            "image": aligned_empty((B, T) + self.image_shape, np.uint8),
+            "action": aligned_empty((B, T, self.action_dim), np.float32),
+            "reward": aligned_empty((B, T), np.float32),
+            "is_first": aligned_empty((B, T), bool),
+            "is_terminal": aligned_empty((B, T), bool),
         }
         for b in range(B):
             s, end = int(self._win_stream[slots[b]]), int(self._win_end[slots[b]])
