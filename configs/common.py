@@ -17,6 +17,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     """The suite-independent defaults (the Atari values where the suites differ)."""
     c = ml_collections.ConfigDict()
     c.seed = 0
+    c.num_seeds = 1              # ours: one process trains seeds seed..seed+num_seeds-1 (vmapped; docs/architecture.md §9)
     c.batch_size = 16            # docs/original.md §0, §8.1 (B, global over devices)
     c.seq_len = 64               # docs/original.md §0, §8.1 (L)
     c.imagination_horizon = 15   # docs/original.md §0, §5.2 (H)
@@ -134,7 +135,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     A batch that does not divide over the devices is caught later, by the sharding code.
     """
     _positive(config, [
-        "batch_size", "seq_len", "imagination_horizon", "num_train_steps", "env_step_every",
+        "num_seeds", "batch_size", "seq_len", "imagination_horizon", "num_train_steps", "env_step_every",
         "prefill_windows", "replay_capacity", "log_every", "figure_every", "checkpoint_every",
         "checkpoint_keep", "eval_every", "eval_episodes", "eval_envs", "env.num_actions",
         "env.action_repeat", "env.num_envs", "env.time_limit_frames", "model.hidden", "model.dim_cnn",

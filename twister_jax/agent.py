@@ -10,6 +10,14 @@ jitted pure functions:
     act_state = agent.init_act_state(num_envs)
     act_state, action = agent.policy_step(state.params, act_state, image, is_first, key, greedy=False)
 
+With `config.num_seeds = R > 1` the agent is a group of R independent runs (docs/architecture.md §9):
+every function takes and returns a leading run axis R on the train state, the acting state, the
+batch `(R, B, T, ...)`, the images `(R, N, ...)`, the keys `(R,)` and the metrics `(R,)`; the
+gradient step and the policy step are each ONE jitted `vmap` over runs, so run i computes exactly
+what a solo run would from its own state, batch and key. `agent.solo` holds the one-run functions
+(evaluation and figures of one run, on `take_run(params, i)`); `agent.split_runs(tree)` returns the
+R per-run trees in one jitted call.
+
 The gradient step itself (world-model, actor and critic updates, in the original's order) is
 `twister_jax.updates.train_step`; this module holds the states, initialisation and acting.
 
@@ -24,6 +32,7 @@ from typing import Any, Callable
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from twister_jax import optim, runtime, sharding, updates
@@ -82,6 +91,9 @@ class Agent:
     figures: Callable
     mesh: Any
     dist: PolicyDist
+    num_runs: int = 1           # R; 1: a solo run, no run axis
+    solo: Any = None            # the one-run `Agent` of a group (None for a solo run)
+    split_runs: Any = None      # group: tree with run axis R -> list of R trees (one jitted call)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,25 +224,20 @@ def figures(spec: AgentSpec, params: dict, batch: dict, key: jax.Array, context:
 
 # ---------------------------------------------------------------------------------- the agent
 
-def make_agent(config, mesh=None) -> Agent:
-    """Builds the agent's jitted functions for `config` (validated, docs/interfaces.md §2).
+def take_run(tree, i: int):
+    """Run `i` of a pytree with a leading run axis (e.g. a group's params for one evaluation)."""
+    return jax.tree.map(lambda x: x[i], tree)
 
-    Sets the process-wide JAX options (`runtime.configure_jax`) first.
 
-    Args:
-      config: the run config.
-      mesh: a `sharding.make_mesh()` mesh (default: all devices). The batch must divide over it.
-    """
-    runtime.configure_jax(config)
-    mesh = sharding.make_mesh() if mesh is None else mesh
-    sharding.check_batch_size(config.batch_size, mesh)
-    spec = AgentSpec.from_config(config)
+def stack_runs(trees):
+    """R pytrees of the same structure -> one pytree with a leading run axis R."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
-    def init_state(key):
-        # Eager initialisation (compiling the initialisers costs more than running them), then the
-        # state is replicated over the mesh.
-        return sharding.put_replicated(init_train_state(spec, key), mesh)
 
+def _solo_agent(config, spec: AgentSpec, mesh) -> Agent:
+    init_state = lambda key: sharding.put_replicated(init_train_state(spec, key), mesh)  # noqa: E731
+    # Eager initialisation (compiling the initialisers costs more than running them), then the
+    # state is replicated over the mesh.
     train_step_jit = jax.jit(functools.partial(updates.train_step, spec), donate_argnums=0)
 
     def train_step(state, batch, key):
@@ -248,3 +255,60 @@ def make_agent(config, mesh=None) -> Agent:
                  reset_act_state=jax.jit(reset_act_state),
                  figures=jax.jit(functools.partial(figures, spec), static_argnames=("context", "rows")),
                  mesh=mesh, dist=spec.dist)
+
+
+def _group_agent(config, spec: AgentSpec, mesh, num_runs: int) -> Agent:
+    """R runs with a leading run axis; one jitted vmap per step (module docstring)."""
+    r = int(num_runs)
+    on_runs = sharding.run_sharded(mesh)
+
+    def init_state(keys):
+        """keys (R,) -> stacked `TrainState`: run i initialised eagerly from keys[i], as a solo run."""
+        return jax.device_put(stack_runs([init_train_state(spec, keys[i]) for i in range(r)]), on_runs)
+
+    train_step_jit = jax.jit(jax.vmap(functools.partial(updates.train_step, spec)), donate_argnums=0)
+
+    def train_step(state, batch, keys):
+        """state (R, ...), batch {k: (R, B, ...)}, keys (R,) -> (state, metrics {k: (R,)})."""
+        if not isinstance(batch["image"], jax.Array):
+            batch = {k: jax.device_put(np.asarray(v), sharding.run_batch_sharded(mesh)) for k, v in batch.items()}
+        return train_step_jit(state, batch, keys)
+
+    @functools.partial(jax.jit, static_argnames=("greedy",))
+    def policy_step_jit(params, act_state, image, is_first, keys, greedy):
+        return jax.vmap(lambda p, a, im, f, k: policy_step(spec, p, a, im, f, k, greedy))(
+            params, act_state, image, is_first, keys)
+
+    def policy_step_fn(params, act_state, image, is_first, keys, *, greedy: bool = False):
+        """image (R, N, H, W, 3), is_first (R, N), keys (R,) -> (act_state (R, N, ...), action (R, N, A))."""
+        return policy_step_jit(params, act_state, jnp.asarray(image), jnp.asarray(is_first), keys, greedy=greedy)
+
+    def init_act_state_fn(n):
+        return jax.device_put(stack_runs([init_act_state(spec, n)] * r), on_runs)
+
+    solo = _solo_agent(config, spec, sharding.make_mesh(mesh.devices.reshape(-1)[:1]))
+    split = jax.jit(lambda tree: [take_run(tree, i) for i in range(r)])
+    return Agent(config=config, init_state=init_state, train_step=train_step, init_act_state=init_act_state_fn,
+                 policy_step=policy_step_fn, reset_act_state=jax.jit(jax.vmap(reset_act_state)),
+                 figures=solo.figures, mesh=mesh, dist=spec.dist, num_runs=r, solo=solo, split_runs=split)
+
+
+def make_agent(config, mesh=None) -> Agent:
+    """Builds the agent's jitted functions for `config` (validated, docs/interfaces.md §2).
+
+    Sets the process-wide JAX options (`runtime.configure_jax`) first.
+
+    Args:
+      config: the run config; `config.num_seeds` > 1 gives a group agent (module docstring).
+      mesh: a `sharding.make_mesh()` mesh, or `sharding.make_run_mesh(R)` for a group (default: all
+        devices). The batch must divide over it (its `data` axis).
+    """
+    runtime.configure_jax(config)
+    num_runs = int(config.get("num_seeds", 1))
+    if mesh is None:
+        mesh = sharding.mesh_for(config)
+    sharding.check_batch_size(config.batch_size, mesh)
+    spec = AgentSpec.from_config(config)
+    if num_runs == 1:
+        return _solo_agent(config, spec, mesh)
+    return _group_agent(config, spec, mesh, num_runs)

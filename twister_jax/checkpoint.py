@@ -97,10 +97,14 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 BOOKKEEPING_KEYS = ("resumes",)
 
 
+# Keys added after runs were written, with the value that run had (an old config.json lacks them).
+ADDED_KEYS = {"num_seeds": 1}
+
+
 def _flat_config(config) -> dict:
     """A config (ConfigDict or its JSON dict) as {dotted key: value}, without bookkeeping keys."""
     d = config if isinstance(config, dict) else config_to_dict(config)
-    return _flatten({k: v for k, v in d.items() if k not in BOOKKEEPING_KEYS})
+    return {**ADDED_KEYS, **_flatten({k: v for k, v in d.items() if k not in BOOKKEEPING_KEYS})}
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
@@ -230,9 +234,9 @@ class Checkpointer:
         latest = self.manager.latest_step()
         if latest is not None and latest >= step:
             return False
-        if replay is not None:
-            self.replay_dir.mkdir(parents=True, exist_ok=True)
-            replay.save(str(self.replay_dir), step)
+        for directory, buffer in self._replay_dirs(replay):
+            directory.mkdir(parents=True, exist_ok=True)
+            buffer.save(str(directory), step)
         tree, arrays = state_codec.encode(host)
         host_item = {"step": step, "config": config_to_dict(self.config), "meta": meta or {},
                      "time": time.time()}
@@ -250,6 +254,15 @@ class Checkpointer:
             host_arrays=ocp.args.StandardSave(arrays or {"none": np.zeros(1, np.uint8)}),
         ), force=True)
         return True
+
+    def _replay_dirs(self, replay) -> list:
+        """[(directory, buffer)]: one `ReplayBuffer` in `replay/`, or a group's {name: buffer}, each
+        in `replay/<name>/` (docs/architecture.md §9)."""
+        if replay is None:
+            return []
+        if isinstance(replay, dict):
+            return [(self.replay_dir / name, buffer) for name, buffer in replay.items()]
+        return [(self.replay_dir, replay)]
 
     def wait(self) -> None:
         if self.manager is not None:
@@ -284,7 +297,8 @@ class Checkpointer:
 
         Args:
           abstract_train / abstract_act: restore targets (see `abstract_like`); None skips the item.
-          replay: a fresh `ReplayBuffer` to restore to the same step (skipped when None).
+          replay: a fresh `ReplayBuffer` to restore to the same step (skipped when None), or a
+            group's {name: ReplayBuffer} (each from `replay/<name>/`).
           items: which items to read.
           quarantine: move unreadable steps aside (False for read-only users such as evaluate).
           allow_empty_replay: when the replay of the newest readable checkpoint is missing or
@@ -321,7 +335,8 @@ class Checkpointer:
             except Exception as exc:  # noqa: BLE001
                 self._skip(step, exc, quarantine)
                 continue
-            replay_restored = replay is None or self._restore_replay(replay, step, allow_empty_replay)
+            replay_restored = all([self._restore_replay(buffer, directory, step, allow_empty_replay)
+                                   for directory, buffer in self._replay_dirs(replay)])
             return Restored(step=step, train_state=out.get("train"), act_state=out.get("act"),
                             host=host, meta=meta.get("meta", {}), replay_restored=replay_restored)
         return None
@@ -336,16 +351,16 @@ class Checkpointer:
             tree, arrays = meta["state"], dict(out["host_arrays"])
         return state_codec.decode(tree, arrays)
 
-    def _restore_replay(self, replay, step: int, allow_empty: bool) -> bool:
+    def _restore_replay(self, replay, directory: pathlib.Path, step: int, allow_empty: bool) -> bool:
         try:
-            replay.restore(str(self.replay_dir), step)
+            replay.restore(str(directory), step)
             return True
         except Exception as exc:  # noqa: BLE001 - missing, truncated or foreign files
             where = self.directory / str(step)
             problem = f"{type(exc).__name__}: {str(exc)[:800]}"
             if not allow_empty:
                 raise ReplayUnavailableError(
-                    f"checkpoint {where} is intact but its replay in {self.replay_dir} is missing or damaged "
+                    f"checkpoint {where} is intact but its replay in {directory} is missing or damaged "
                     f"({problem}). Restore those files to resume exactly, or re-run with --allow_empty_replay "
                     f"to keep the trained state (step {step}) and refill the replay from scratch.") from None
             log.warning("replay of checkpoint %s unavailable (%s); resuming with an empty replay as asked "

@@ -15,6 +15,12 @@ One batched env step (`step`), for all N envs at once:
      action (docs/quirks.md §10.8);
   3. each env's new record goes to its replay stream; an env whose episode ended is reset at once
      and its reset record (zero action, reward 0) appended, so the vector env never auto-resets.
+
+`step` is three halves that a group of runs (docs/architecture.md §9) calls separately, so that one
+vmapped policy call serves every run and one `VectorEnv` steps every run's envs in parallel:
+`observe()` (images, flags and this step's key), `choose(policy_action, prefill=)` (the executed
+actions), `record(timesteps, stored)` (replay, statistics, resets). A group gives each run's
+collector an `EnvSlice` of the shared `VectorEnv` (`envs=`).
 """
 from __future__ import annotations
 
@@ -22,6 +28,44 @@ import numpy as np
 
 from twister_jax.acting import ACT, env_actions, env_seed, random_actions, stack_obs
 from twister_jax.envs.vector import VectorEnv
+
+
+def env_seeds(config, process_index: int = 0) -> list[int]:
+    """Seeds of a run's `config.env.num_envs` training envs (from `config.seed`)."""
+    return [env_seed(int(config.seed), 102, int(process_index), i) for i in range(int(config.env.num_envs))]
+
+
+class EnvSlice:
+    """Envs `start .. start + n - 1` of a shared `VectorEnv`, with a `VectorEnv`'s interface for one
+    run's `Collector` (the group steps the shared env itself; `close` is the owner's)."""
+
+    def __init__(self, envs: VectorEnv, start: int, n: int):
+        self.shared, self.start, self.n = envs, int(start), int(n)
+        self.num_actions = envs.num_actions
+
+    def reset(self) -> list:
+        return [self.shared.reset_one(self.start + i) for i in range(self.n)]
+
+    def reset_one(self, i: int):
+        return self.shared.reset_one(self.start + int(i))
+
+    def step(self, actions) -> list:
+        full = [None] * self.shared.n
+        full[self.start:self.start + self.n] = list(actions)
+        mask = np.zeros(self.shared.n, bool)
+        mask[self.start:self.start + self.n] = True
+        return self.shared.step(full, mask=mask)[self.start:self.start + self.n]
+
+    def get_state(self) -> list:
+        return self.shared.get_state()[self.start:self.start + self.n]
+
+    def set_state(self, states) -> None:
+        full = self.shared.get_state()
+        full[self.start:self.start + self.n] = list(states)
+        self.shared.set_state(full)
+
+    def close(self) -> None:
+        pass
 
 
 class Collector:
@@ -33,9 +77,11 @@ class Collector:
       replay: the `ReplayBuffer` the records go to (stream i = env i).
       base_key: the run's base PRNG key; acting uses `fold_in(base_key, ACT)`.
       process_index: this host's index (seeds of its envs and RNG).
+      envs: the envs to use (an `EnvSlice` of a group's shared `VectorEnv`, seeded with
+        `env_seeds(config, process_index)`); default: a `VectorEnv` of its own.
     """
 
-    def __init__(self, config, agent, replay, base_key, *, process_index: int = 0):
+    def __init__(self, config, agent, replay, base_key, *, process_index: int = 0, envs=None):
         import jax
 
         self.config, self.agent, self.replay = config, agent, replay
@@ -45,7 +91,7 @@ class Collector:
         self.key = jax.random.fold_in(base_key, ACT)
         seed, pid = int(config.seed), int(process_index)
         self.rng = np.random.Generator(np.random.PCG64(env_seed(seed, 101, pid)))
-        self.envs = VectorEnv(config.env, [env_seed(seed, 102, pid, i) for i in range(self.n)])
+        self.envs = VectorEnv(config.env, env_seeds(config, pid)) if envs is None else envs
         if self.envs.num_actions is not None and int(self.envs.num_actions) != self.num_actions:
             self.envs.close()
             raise ValueError(f"config.env.num_actions={self.num_actions} but the {config.env.suite} env "
@@ -80,16 +126,29 @@ class Collector:
         """One batched env step of every env (see the module docstring)."""
         import jax
 
-        image, is_first = stack_obs(self.obs)
-        key = jax.random.fold_in(self.key, self.calls)
+        image, is_first, key = self.observe()
         self.act_state, action = self.agent.policy_step(params, self.act_state, image, is_first, key, greedy=False)
-        action = np.asarray(action, np.float32)
-        if prefill:
-            action = random_actions(self.config, self.rng, self.n)
-            if not self.config.quirks.prefill_policy_action:
-                self.act_state = self.act_state.replace(action=jax.numpy.asarray(action))
+        action = self.choose(np.asarray(action, np.float32), prefill=prefill)
+        if prefill and not self.config.quirks.prefill_policy_action:
+            self.act_state = self.act_state.replace(action=jax.numpy.asarray(action))
         env_act, stored = env_actions(self.config, action)
-        out = self.envs.step(env_act)
+        self.record(self.envs.step(env_act), stored)
+
+    def observe(self):
+        """The policy's inputs for this step: (image uint8 (N, H, W, 3), is_first (N,), key)."""
+        import jax
+
+        image, is_first = stack_obs(self.obs)
+        return image, is_first, jax.random.fold_in(self.key, self.calls)
+
+    def choose(self, action: np.ndarray, *, prefill: bool) -> np.ndarray:
+        """The executed actions float32 (N, A): the policy's `action`, or uniform random ones from
+        the host RNG during pre-fill (the caller keeps the acting state's action accordingly)."""
+        return random_actions(self.config, self.rng, self.n) if prefill else action
+
+    def record(self, out: list, stored: np.ndarray) -> None:
+        """The envs' new timesteps `out` (N) after acting with `stored` (N, A): replay records,
+        episode statistics, counters; an env whose episode ended is reset and its reset record added."""
         self.calls += 1
         self.env_steps += self.n
         for i, t in enumerate(out):

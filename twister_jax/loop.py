@@ -32,23 +32,24 @@ import threading
 import time
 from typing import Optional
 
+import numpy as np
+
 from twister_jax.acting import FIGURES, INIT, TRAIN, env_seed
 from twister_jax import rundir
+from twister_jax import runs as runs_lib
 
 log = logging.getLogger(__name__)
 
 
 class Trainer:
-    """One run: its parts, the train state and the schedule (see the module docstring)."""
+    """The runs of `config` (one, or a group of `config.num_seeds`), their parts, the train state and
+    the schedule (see the module docstring; groups: `twister_jax.runs`, docs/architecture.md §9)."""
 
     def __init__(self, config, workdir, *, agent=None, progress: Optional[bool] = None,
                  allow_empty_replay: bool = False):
         import jax
         from twister_jax import checkpoint, preflight, runtime
-        from twister_jax.collector import Collector
-        from twister_jax.evaluator import Evaluator
-        from twister_jax.outputs import MetricLog, Outputs
-        from twister_jax.replay import ReplayBuffer
+        from twister_jax.outputs import MetricLog
 
         self.config, self.workdir, self.progress_enabled = config, pathlib.Path(workdir), progress
         runtime.configure_jax(config)
@@ -57,102 +58,201 @@ class Trainer:
             from twister_jax import agent as agent_lib
             agent = agent_lib.make_agent(config)
         self.agent, self.is_chief = agent, jax.process_index() == 0
-        self.base_key = jax.random.key(int(config.seed))
+        self.group = runs_lib.num_runs(config) > 1
         self.local_batch = int(config.batch_size) // jax.process_count()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        pid = jax.process_index()
-        self.replay = ReplayBuffer(int(config.replay_capacity), int(config.seq_len), int(config.env.num_envs),
-                                   tuple(config.env.image_size) + (3,), int(config.env.num_actions),
-                                   seed=env_seed(config.seed, 100, pid))
-        self.collector = Collector(config, agent, self.replay, self.base_key, process_index=pid)
-        self.evaluator = Evaluator(config, agent, self.base_key)
-        self.metrics = MetricLog()
-        self.parts = {"collector": self.collector, "evaluator": self.evaluator, "metrics": self.metrics}
+        self.shared_envs = None
+        self.runs = self._build_runs(MetricLog)
+        self.train_keys = self._stack_keys([jax.random.fold_in(r.base_key, TRAIN) for r in self.runs])
         self.ckpt = checkpoint.Checkpointer(self.workdir, config)
-        self.train_state = agent.init_state(jax.random.fold_in(self.base_key, INIT))
-        self.step, self.last_batch, self.stop_requested, self.progress = 0, None, False, None
+        self.train_state = agent.init_state(self._stack_keys([jax.random.fold_in(r.base_key, INIT) for r in self.runs]))
+        self.act_state = agent.init_act_state(int(config.env.num_envs)) if self.group else None
+        self.step, self.stop_requested, self.progress = 0, False, None
         self._restore(allow_empty_replay)
+        from twister_jax.outputs import Outputs
         if self.is_chief:
-            rundir.write_config(self.workdir, config, self.step)
-        self.out = Outputs(self.workdir, self.step, enabled=self.is_chief)
-        self.metrics.mark(self.step, self.collector.env_steps)
+            if self.group:
+                rundir.write_config(self.workdir, config, self.step)
+            for r in self.runs:
+                r.workdir.mkdir(parents=True, exist_ok=True)
+                rundir.write_config(r.workdir, r.config, self.step)
+        for r in self.runs:
+            r.out = Outputs(r.workdir, self.step, enabled=self.is_chief)
+            r.metrics.mark(self.step, r.collector.env_steps)
+
+    def _build_runs(self, metric_log) -> list:
+        import jax
+        from twister_jax.collector import Collector, EnvSlice, env_seeds
+        from twister_jax.envs.vector import VectorEnv
+        from twister_jax.evaluator import Evaluator
+        from twister_jax.replay import ReplayBuffer
+
+        config, pid = self.config, jax.process_index()
+        n = int(config.env.num_envs)
+        cfgs = [runs_lib.run_config(config, i) for i in range(runs_lib.num_runs(config))]
+        if self.group:  # every run's envs in one VectorEnv: its workers step all of them in parallel
+            self.shared_envs = VectorEnv(config.env, [s for c in cfgs for s in env_seeds(c, pid)])
+        acting_agent = self.agent.solo if self.group else self.agent
+        out = []
+        for i, c in enumerate(cfgs):
+            base_key = jax.random.key(int(c.seed))
+            replay = ReplayBuffer(int(c.replay_capacity), int(c.seq_len), n, tuple(c.env.image_size) + (3,),
+                                  int(c.env.num_actions), seed=env_seed(c.seed, 100, pid))
+            envs = EnvSlice(self.shared_envs, i * n, n) if self.group else None
+            collector = Collector(c, acting_agent, replay, base_key, process_index=pid, envs=envs)
+            out.append(runs_lib.Run(index=i, seed=int(c.seed), config=c, workdir=runs_lib.run_dir(self.workdir, config, i),
+                                    base_key=base_key, replay=replay, collector=collector,
+                                    evaluator=Evaluator(c, acting_agent, base_key), metrics=metric_log()))
+        return out
+
+    def _stack_keys(self, keys):
+        import jax.numpy as jnp
+        return jnp.stack(keys) if self.group else keys[0]
 
     # ----------------------------------------------------------------------------- state
+    def _replays(self):
+        """The replay (solo) or {run name: replay} (group, saved under replay/seed_<s>/)."""
+        if not self.group:
+            return self.runs[0].replay
+        return {runs_lib.run_name(r.seed): r.replay for r in self.runs}
+
+    def _acting_state(self):
+        return self.act_state if self.group else self.runs[0].collector.act_state
+
+    def _start_envs(self) -> None:
+        for r in self.runs:
+            r.collector.start()
+        if self.group:
+            self.act_state = self.agent.init_act_state(int(self.config.env.num_envs))
+
     def _restore(self, allow_empty_replay: bool) -> None:
         from twister_jax import checkpoint
         r = self.ckpt.restore(checkpoint.abstract_like(self.train_state),
-                              checkpoint.abstract_like(self.collector.act_state), self.replay,
+                              checkpoint.abstract_like(self._acting_state()), self._replays(),
                               allow_empty_replay=allow_empty_replay)
         if r is None:
             import shutil
             if self.ckpt.replay_dir.exists():  # chunks of a run killed before its first checkpoint
                 shutil.rmtree(self.ckpt.replay_dir)
-            self.collector.start()
+            self._start_envs()
             return
         self.step, self.train_state = r.step, r.train_state
-        for name, part in self.parts.items():
-            part.set_state(r.host[name])
-        self.collector.act_state = r.act_state
+        for run in self.runs:
+            host = r.host[runs_lib.run_name(run.seed)] if self.group else r.host
+            for name, part in run.parts.items():
+                part.set_state(host[name])
+        if self.group:
+            self.act_state = r.act_state
+        else:
+            self.runs[0].collector.act_state = r.act_state
         if not r.replay_restored:  # allowed: new episodes, the replay refills before training goes on
-            self.collector.start()
-        print(f"resumed from checkpoint step {self.step} ({self.collector.env_steps} env steps)"
+            self._start_envs()
+        c = self.runs[0].collector
+        print(f"resumed from checkpoint step {self.step} ({c.env_steps} env steps"
+              + (f" per run, {len(self.runs)} runs" if self.group else "") + ")"
               + ("" if r.replay_restored else " with an empty replay"), file=sys.stderr, flush=True)
 
     def save(self) -> None:
-        host = {name: part.get_state() for name, part in self.parts.items()}
-        meta = {"env_steps": self.collector.env_steps, "frames": self.collector.frames}
-        if self.ckpt.save(self.step, self.train_state, self.collector.act_state, host, self.replay, meta=meta):
+        def host_of(run):
+            return {name: part.get_state() for name, part in run.parts.items()}
+        host = ({runs_lib.run_name(r.seed): host_of(r) for r in self.runs} if self.group
+                else host_of(self.runs[0]))
+        c = self.runs[0].collector
+        meta = {"env_steps": c.env_steps, "frames": c.frames}
+        if self.group:
+            meta["seeds"] = [r.seed for r in self.runs]
+        if self.ckpt.save(self.step, self.train_state, self._acting_state(), host, self._replays(), meta=meta):
             log.info("checkpoint saved at step %d", self.step)
 
     # --------------------------------------------------------------------------- actions
     def train_step(self) -> None:
         import jax
-        batch = self.replay.sample(self.local_batch)
-        if jax.process_count() > 1:
-            from twister_jax import sharding
-            batch = sharding.global_batch(batch, self.agent.mesh or sharding.make_mesh())
-        self.train_state, metrics = self.agent.train_step(self.train_state, batch,
-                                                          jax.random.fold_in(self.base_key, TRAIN))
-        self.last_batch = batch
-        self.metrics.add(metrics)
+        batches = [r.replay.sample(self.local_batch) for r in self.runs]
+        if self.group:
+            batch = {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+        else:
+            batch = batches[0]
+            if jax.process_count() > 1:
+                from twister_jax import sharding
+                batches[0] = batch = sharding.global_batch(batch, self.agent.mesh or sharding.make_mesh())
+        self.train_state, metrics = self.agent.train_step(self.train_state, batch, self.train_keys)
+        per_run = self.agent.split_runs(metrics) if self.group else [metrics]
+        for r, b, m in zip(self.runs, batches, per_run):
+            r.last_batch = b
+            r.metrics.add(m)
         self.step += 1
 
     def env_step(self) -> None:
-        prefill = self.replay.num_windows < self.config.prefill_windows
-        self.collector.step(self.train_state.params, prefill=prefill)
+        """One batched env step of every run: one policy call (vmapped over runs in a group), then
+        one step of all envs (the group's shared `VectorEnv`)."""
+        prefill = [r.replay.num_windows < self.config.prefill_windows for r in self.runs]
+        if not self.group:
+            self.runs[0].collector.step(self.train_state.params, prefill=prefill[0])
+            return
+        import jax.numpy as jnp
+        from twister_jax.acting import env_actions
+        obs = [r.collector.observe() for r in self.runs]
+        self.act_state, action = self.agent.policy_step(
+            self.train_state.params, self.act_state, np.stack([o[0] for o in obs]), np.stack([o[1] for o in obs]),
+            jnp.stack([o[2] for o in obs]), greedy=False)
+        action = np.asarray(action, np.float32)
+        executed = [r.collector.choose(action[i], prefill=p) for i, (r, p) in enumerate(zip(self.runs, prefill))]
+        if any(prefill) and not self.config.quirks.prefill_policy_action:
+            self.act_state = self.act_state.replace(action=jnp.asarray(np.stack(executed)))
+        converted = [env_actions(r.config, a) for r, a in zip(self.runs, executed)]
+        out = self.shared_envs.step([x for env_act, _ in converted for x in env_act])
+        n = int(self.config.env.num_envs)
+        for i, (r, (_, stored)) in enumerate(zip(self.runs, converted)):
+            r.collector.record(out[i * n:(i + 1) * n], stored)
 
     def log_row(self) -> dict:
-        c = self.collector
-        row = self.metrics.row(self.step, c.env_steps, c.frames, c.episodes, c.pop_finished(),
-                               self.replay.num_windows)
-        self.metrics.mark(self.step, c.env_steps)
-        self.out.metrics(row)
-        return row
+        rows = []
+        for r in self.runs:
+            c = r.collector
+            row = r.metrics.row(self.step, c.env_steps, c.frames, c.episodes, c.pop_finished(), r.replay.num_windows)
+            r.metrics.mark(self.step, c.env_steps)
+            r.out.metrics(row)
+            rows.append(row)
+        return rows[0]
+
+    def _run_params(self):
+        """The params of each run (a group's split along the run axis)."""
+        params = self.train_state.params
+        return self.agent.split_runs(params) if self.group else [params]
 
     def evaluate(self) -> None:
-        c = self.collector
-        row = self.evaluator.run(self.train_state.params, self.step, c.env_steps, c.frames,
-                                 should_stop=lambda: self.stop_requested)
-        if row is not None:
-            self.out.scores(row)
-            self.progress.write(f"[eval] step {self.step}: return {row['return_mean']:.2f} "
-                                f"+- {row['return_std']:.2f} over {row['episodes']} episodes")
+        due = [r for r in self.runs if r.evaluator.due(self.step, self.step >= self.config.num_train_steps)]
+        params = self._run_params()
+        for r in due:
+            c = r.collector
+            row = r.evaluator.run(params[r.index], self.step, c.env_steps, c.frames,
+                                  should_stop=lambda: self.stop_requested)
+            if row is not None:
+                r.out.scores(row)
+                who = f" seed {r.seed}" if self.group else ""
+                self.progress.write(f"[eval{who}] step {self.step}: return {row['return_mean']:.2f} "
+                                    f"+- {row['return_std']:.2f} over {row['episodes']} episodes")
 
     def figures(self) -> None:
         import jax
-        if self.last_batch is None or not self.is_chief:
+        if not self.is_chief or any(r.last_batch is None for r in self.runs):
             return
-        try:
-            key = jax.random.fold_in(jax.random.fold_in(self.base_key, FIGURES), self.step)
-            self.out.figures(self.step, jax.device_get(self.agent.figures(self.train_state.params,
-                                                                          self.last_batch, key)))
-        except Exception as exc:  # noqa: BLE001 - diagnostics must not end a run
-            log.warning("figures failed at step %d: %s", self.step, exc)
+        params = self._run_params()
+        for r in self.runs:
+            try:
+                key = jax.random.fold_in(jax.random.fold_in(r.base_key, FIGURES), self.step)
+                r.out.figures(self.step, jax.device_get(self.agent.figures(params[r.index], r.last_batch, key)))
+            except Exception as exc:  # noqa: BLE001 - diagnostics must not end a run
+                log.warning("figures failed at step %d: %s", self.step, exc)
+
+    def _eval_due(self) -> bool:
+        last = self.step >= self.config.num_train_steps
+        return any(r.evaluator.due(self.step, last) for r in self.runs)
 
     def _epoch_end(self) -> None:
         c = self.config
         last = self.step >= c.num_train_steps
-        if self.evaluator.due(self.step, last):
+        if self._eval_due():
             self.evaluate()
         if self.stop_requested:
             return
@@ -169,40 +269,53 @@ class Trainer:
               file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------------- schedule
+    def _prefilling(self) -> bool:
+        return any(r.replay.num_windows < self.config.prefill_windows for r in self.runs)
+
     def run(self) -> dict:
         from twister_jax.progress import Progress
         c = self.config
+        c0 = self.runs[0].collector
         self.progress = Progress(int(c.num_train_steps), self.step, tty=self.progress_enabled)
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            if self.replay.num_windows < c.prefill_windows:
+            if self._prefilling():
                 self.progress.write(f"[prefill] collecting {c.prefill_windows} windows of {c.seq_len} steps "
                                     f"before the first gradient step")
-            while self.replay.num_windows < c.prefill_windows and not self.stop_requested:
+            while self._prefilling() and not self.stop_requested:
                 self.env_step()
-                self.progress.update(self.step, env_steps=self.collector.env_steps, phase="prefill")
-            self.progress.update(self.step, env_steps=self.collector.env_steps, phase="train")
+                self.progress.update(self.step, env_steps=c0.env_steps, phase="prefill")
+            self.progress.update(self.step, env_steps=c0.env_steps, phase="train")
             self.progress.restart_clock()
-            if self.step > 0 and self.evaluator.due(self.step, self.step >= c.num_train_steps):
+            if self.step > 0 and self._eval_due():
                 self._epoch_end()  # an evaluation interrupted by a signal is redone
             while self.step < c.num_train_steps and not self.stop_requested:
                 self.train_step()
                 if self.step % c.env_step_every == 0:
                     self.env_step()
                 loss = self.log_row().get("loss") if self.step % c.log_every == 0 else None
-                self.progress.update(self.step, env_steps=self.collector.env_steps, loss=loss,
-                                     score=self.evaluator.last_score)
+                self.progress.update(self.step, env_steps=c0.env_steps, loss=loss,
+                                     score=self.runs[0].evaluator.last_score)
                 self._epoch_end()
             if self.stop_requested:
                 self.save()
                 self.progress.write(f"stopped at step {self.step}; checkpoint saved. Re-run the same "
                                     f"command to resume.")
                 return {"stopped": True, "step": self.step}
-            result = {"step": self.step, "env_steps": self.collector.env_steps, "frames": self.collector.frames,
-                      "return_mean": self.evaluator.last_score, "wall_time": time.time() - self.metrics.t_start}
+            results = [{"step": self.step, "env_steps": r.collector.env_steps, "frames": r.collector.frames,
+                        "return_mean": r.evaluator.last_score, "wall_time": time.time() - r.metrics.t_start}
+                       for r in self.runs]
             self.ckpt.wait()
+            if self.is_chief:
+                for r, result in zip(self.runs, results):
+                    rundir.write_done(r.workdir, result)
+            if not self.group:
+                return results[0]
+            result = {"step": self.step, "num_seeds": len(self.runs), "seeds": [r.seed for r in self.runs],
+                      "runs": {runs_lib.run_name(r.seed): res for r, res in zip(self.runs, results)},
+                      "wall_time": results[0]["wall_time"]}
             if self.is_chief:
                 rundir.write_done(self.workdir, result)
             return result
@@ -214,8 +327,13 @@ class Trainer:
     def close(self) -> None:
         if self.progress is not None:
             self.progress.close()
-        for part in (self.ckpt, self.out, self.collector, self.evaluator):
-            part.close()
+        self.ckpt.close()
+        for r in self.runs:
+            for part in (r.out, r.collector, r.evaluator):
+                if part is not None:
+                    part.close()
+        if self.shared_envs is not None:
+            self.shared_envs.close()
 
 
 def run(config, workdir, *, agent=None, progress: Optional[bool] = None, allow_empty_replay: bool = False) -> dict:

@@ -89,4 +89,4 @@ def check_run(config, workdir, *, devices: bool = True) -> None:
     checkpoint.check_workdir_compatible(workdir, config)
     if devices:
         from twister_jax import sharding  # pylint: disable=import-outside-toplevel
-        sharding.check_batch_size(int(config.batch_size), sharding.make_mesh())
+        sharding.check_batch_size(int(config.batch_size), sharding.mesh_for(config))
