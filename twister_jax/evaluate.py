@@ -9,6 +9,11 @@ envs with batched `policy_step` (docs/original.md §1.3, docs/interfaces.md §3)
 The keys and episode seeds are those of the in-training evaluation at the checkpoint's step, so
 `--episodes=<eval_episodes>` on a finished run reproduces its last `scores.jsonl` row (CPU).
 Nothing in the workdir is modified.
+
+A group's workdir (`config.num_seeds` > 1, docs/architecture.md §9): every run is evaluated, one
+JSON line each (with its `seed`), each with that run's parameters, keys and episode seeds (as its
+own scores.jsonl); `--seed=<s>` evaluates only the run with seed s. A seed that is not a run of the
+workdir is refused (one line, exit status 2); so is `--video` on a group without `--seed`.
 """
 from __future__ import annotations
 
@@ -52,34 +57,51 @@ def write_video(path, frames, fps: int = 15) -> None:
     writer.release()
 
 
-def evaluate(workdir, episodes=None, video=None, agent=None) -> dict:
-    """Library form of the command; returns the printed dict."""
+def evaluate(workdir, episodes=None, video=None, agent=None, seed=None):
+    """Library form of the command; returns the printed dict, or for a group (without `seed`) the
+    list of the runs' dicts."""
     import jax
-    from twister_jax import acting, checkpoint, runtime
+    from twister_jax import acting, checkpoint, runs, runtime
+    from twister_jax.agent import take_run
 
     config = load_config(workdir)
     runtime.configure_jax(config)
     if agent is None:
         from twister_jax import agent as agent_lib
         agent = agent_lib.make_agent(config)
-    base = jax.random.key(int(config.seed))
-    state = agent.init_state(jax.random.fold_in(base, acting.INIT))
+    group = runs.num_runs(config) > 1
+    keys = [jax.random.fold_in(jax.random.key(s), acting.INIT) for s in runs.seeds(config)]
+    state = agent.init_state(jax.numpy.stack(keys) if group else keys[0])
     ckpt = checkpoint.Checkpointer(workdir, config, read_only=True)
     restored = ckpt.restore(checkpoint.abstract_like(state), None, None, items=("train",), quarantine=False)
     if restored is None:
         raise FileNotFoundError(f"no readable checkpoint in {pathlib.Path(workdir) / 'checkpoints'}")
+    params = restored.train_state.params
+    if not group:
+        return _evaluate_run(config, agent, params, restored.step, episodes, video)
+    chosen = [i for i, s in enumerate(runs.seeds(config)) if seed is None or s == int(seed)]
+    out = [dict(seed=int(config.seed) + i, **_evaluate_run(runs.run_config(config, i), agent.solo,
+                                                            take_run(params, i), restored.step, episodes, video))
+           for i in chosen]
+    return out[0] if seed is not None else out
+
+
+def _evaluate_run(config, agent, params, step, episodes, video) -> dict:
+    """Greedy episodes of one run (`config` its own, `agent` one-run functions)."""
+    import jax
+    from twister_jax import acting
+
     episodes = int(episodes or config.eval_episodes)
     n = max(1, min(int(config.eval_envs), episodes))
     from twister_jax.envs.vector import VectorEnv
     envs = VectorEnv(config.env, [acting.env_seed(config.seed, acting.EVAL, 10_000 + i) for i in range(n)])
     try:
-        key = jax.random.fold_in(jax.random.fold_in(base, acting.EVAL), restored.step)
-        res = acting.run_episodes(agent, restored.train_state.params, config, envs, episodes, key,
-                                record_first=video is not None)
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(int(config.seed)), acting.EVAL), step)
+        res = acting.run_episodes(agent, params, config, envs, episodes, key, record_first=video is not None)
     finally:
         envs.close()
     r = np.asarray(res["returns"], np.float64)
-    out = {"step": restored.step, "return_mean": float(r.mean()), "return_std": float(r.std()),
+    out = {"step": step, "return_mean": float(r.mean()), "return_std": float(r.std()),
            "episodes": int(r.size), "returns": [float(x) for x in r],
            "length_mean": float(np.mean(res["lengths"]))}
     if video is not None:
@@ -88,7 +110,7 @@ def evaluate(workdir, episodes=None, video=None, agent=None) -> dict:
     return out
 
 
-def check_inputs(workdir, video=None) -> None:
+def check_inputs(workdir, video=None, seed=None) -> None:
     """The checks of the command's inputs that can be made before any work (reads, writes nothing).
 
     Raises:
@@ -124,6 +146,15 @@ def check_inputs(workdir, video=None) -> None:
         reason = " ".join(str(exc).split()).strip("\"'")
         raise ValueError(f"{path} is not a twister_jax run config (no valid {reason!r}); it must be the "
                          f"config.json that python -m twister_jax.train wrote") from None
+    from twister_jax import runs
+    config = load_config(workdir)
+    seeds = runs.seeds(config)
+    if seed is not None and int(seed) not in seeds:
+        allowed = ", ".join(map(str, seeds))
+        raise ValueError(f"--seed={seed} is not a run of {workdir}; allowed: {allowed}")
+    if video is not None and seed is None and len(seeds) > 1:
+        raise ValueError(f"--video={video} on a group of {len(seeds)} runs needs --seed=<one of "
+                         f"{', '.join(map(str, seeds))}>")
 
 
 def main(argv):
@@ -137,13 +168,14 @@ def main(argv):
         sys.exit(2)
     quiet.quiet_libraries(keep_absl_verbosity=FLAGS["verbosity"].present)
     try:
-        check_inputs(FLAGS.workdir, FLAGS.video)
-        out = evaluate(FLAGS.workdir, FLAGS.episodes, FLAGS.video)
+        check_inputs(FLAGS.workdir, FLAGS.video, FLAGS.seed)
+        out = evaluate(FLAGS.workdir, FLAGS.episodes, FLAGS.video, seed=FLAGS.seed)
     except (FileNotFoundError, ValueError) as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         print(f"error: {'; '.join(lines)}", file=sys.stderr)
         sys.exit(2)
-    print(json.dumps(out), flush=True)
+    for row in (out if isinstance(out, list) else [out]):
+        print(json.dumps(row), flush=True)
 
 
 def _define_flags():
@@ -152,6 +184,8 @@ def _define_flags():
     flags.DEFINE_integer("episodes", None, "Greedy episodes to play, at least 1 (default: the config's "
                          "eval_episodes).", lower_bound=1)
     flags.DEFINE_string("video", None, "Write the first episode to this .mp4 or .gif file.")
+    flags.DEFINE_integer("seed", None, "In a group's workdir (config.num_seeds > 1): evaluate only the run "
+                         "with this seed (default: every run, one JSON line each).")
     flags.mark_flags_as_required(["workdir"])
 
 
