@@ -7,8 +7,8 @@ Modes:
 * ``null`` (default): a null agent with the `twister_jax.agent.Agent` interface whose device
   functions return at once with correctly shaped outputs: `policy_step` is a tiny jitted function
   (the image still goes to the device and a one-hot action comes back), `train_step` places the batch
-  on the devices with `sharding.global_batch` as the real agent does and runs a tiny jitted function
-  over a `TrainState` of the real pytree structure (scalar leaves) returning the real metric names.
+  on the devices with `sharding.global_batch` as the real agent does and returns float32 device
+  scalars (made once) under the real metric names.
   What is left is the host work a GPU would wait for: the **host floor**.
 * ``--real``: the real agent (``--size tiny``: configs/tiny.py widths on Alien; ``--size full``:
   the Atari config) with its time per iteration and the device-busy fraction: the median time of the
@@ -21,7 +21,9 @@ resize); ``add`` ReplayBuffer.add; ``sample`` ReplayBuffer.sample; ``h2d`` shard
 (blocked until the arrays exist); ``log`` MetricLog.add/row, Outputs.metrics (metrics.jsonl and
 TensorBoard), Progress.update/write; ``act`` the agent's policy_step call; ``train`` the agent's
 train_step call minus h2d; ``rest`` everything else (Collector bookkeeping, stack_obs, actions,
-the action fetch, the Trainer's schedule); ``total`` wall time per gradient step.
+the action fetch, the Trainer's schedule); ``total`` wall time per gradient step; ``cpu`` CPU time
+of this process (all its threads) per gradient step, which a loaded machine inflates less than
+wall time (in-process envs: the env's CPU time is in it).
 
 Measured window: gradient steps ``warmup+1 .. K``. Excluded: start-up, pre-fill (100 windows),
 the first ``--warmup`` steps (jit compiles), and the last step's epoch-end work (the evaluation,
@@ -57,12 +59,13 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(ROOT))
-COLUMNS = ("env", "add", "sample", "h2d", "log", "act", "train", "rest", "total")
+COLUMNS = ("env", "add", "sample", "h2d", "log", "act", "train", "rest", "total", "cpu")
 
 
-def make_config(size: str = "full", game: str = "alien", steps: int = 2000):
+def make_config(size: str = "full", game: str = "alien", steps: int = 2000, num_seeds: int = 1):
     """The Atari config of `game` (`size="full"`) or the tiny widths on it (`"tiny"`), scheduled so
-    that no evaluation, checkpoint or figure falls inside `steps` gradient steps."""
+    that no evaluation, checkpoint or figure falls inside `steps` gradient steps; `num_seeds` runs
+    in one process (needs `config.num_seeds`)."""
     from twister_jax.config_files import load_config
     from twister_jax.suites import ATARI_GAMES, normalize_game
 
@@ -80,6 +83,10 @@ def make_config(size: str = "full", game: str = "alien", steps: int = 2000):
         config.num_train_steps = int(steps)
         beyond = int(steps) + 1
         config.eval_every = config.checkpoint_every = config.figure_every = beyond
+        if num_seeds != 1:
+            if "num_seeds" not in config:
+                raise ValueError("this version has no config.num_seeds (one seed per process)")
+            config.num_seeds = int(num_seeds)
     return config
 
 
@@ -110,8 +117,8 @@ def make_null_agent(config, names=None):
     """An `Agent` whose device functions return at once (see the module docstring).
 
     `train_step` places the batch on the devices (`sharding.global_batch`, as the real agent does),
-    returns the state it was given with `step + 1` and one jitted call's float32 scalars under the real
-    metric names (`names`, default `metric_names(config)`). `policy_step` sends the images to the
+    returns the state it was given with `step + 1` and float32 device scalars (made once) under the
+    real metric names (`names`, default `metric_names(config)`). `policy_step` sends the images to the
     device and returns a random one-hot action (N, A) from one small jitted call. The real step's
     dispatch over its ~700-leaf TrainState (and, on CPU, the copies of its outputs) is device-side
     work here: it shows in ``--real``.
@@ -136,16 +143,15 @@ def make_null_agent(config, names=None):
     class NullActState:
         action: jax.Array
 
-    @jax.jit
-    def _metrics(reward):
-        mean = jnp.mean(reward)
-        return {k: mean for k in names}
+    metrics = {}
 
     def train_step(state, batch, key):
         del key
         if not isinstance(batch["image"], jax.Array):
             batch = sharding.global_batch(batch, mesh)
-        return state.replace(step=state.step + 1), _metrics(batch["reward"])
+        if not metrics:  # the same device scalars every step, made once
+            metrics.update({k: jnp.full((), i, jnp.float32) for i, k in enumerate(names)})
+        return state.replace(step=state.step + 1), dict(metrics)
 
     @jax.jit
     def _policy(act_state, image, is_first, key):
@@ -222,12 +228,12 @@ def measure(config, *, agent=None, warmup: int = 100, tty: bool = False) -> dict
 
     def train_step(self):
         if self.step == warmup:
-            timers.active, marks["t0"] = True, time.perf_counter()
+            timers.active, marks["t0"], marks["c0"] = True, time.perf_counter(), time.process_time()
         orig_train_step(self)
 
     def epoch_end(self):
         if self.step >= steps:      # the last step: its evaluation / checkpoint / figures excluded
-            marks["t1"] = time.perf_counter()
+            marks["t1"], marks["c1"] = time.perf_counter(), time.process_time()
             timers.active = False
             return
         orig_epoch_end(self)
@@ -262,13 +268,18 @@ def measure(config, *, agent=None, warmup: int = 100, tty: bool = False) -> dict
         import dataclasses
         trainer.agent = dataclasses.replace(ag, train_step=timed_train,
                                             policy_step=timers.wrap("act", ag_policy))
-        trainer.collector.agent = trainer.agent
+        runs = getattr(trainer, "runs", None)
+        collectors = [trainer.collector] if runs is None else [r.collector for r in runs]
+        for c in collectors:
+            if c.agent is ag:  # a solo run acts through the collector (a group acts in the Trainer)
+                c.agent = trainer.agent
         trainer.run()
     ms = {k: 1e3 * v / (steps - warmup) for k, v in timers.seconds.items()}
     total = 1e3 * (marks["t1"] - marks["t0"]) / (steps - warmup)
-    row = {k: ms.get(k, 0.0) for k in COLUMNS[:-2]}
+    row = {k: ms.get(k, 0.0) for k in COLUMNS[:-3]}
     row["rest"] = total - sum(row.values())
     row["total"] = total
+    row["cpu"] = 1e3 * (marks["c1"] - marks["c0"]) / (steps - warmup)
     row["steps"] = steps - warmup
     del jax
     return row
@@ -327,13 +338,15 @@ def _fail(msg: str):
 
 
 def run(steps: int, *, warmup=None, repeats: int = 1, game: str = "alien", real: bool = False,
-        size=None, tty: bool = False) -> dict:
+        size=None, tty: bool = False, num_seeds: int = 1) -> dict:
     """Measures and returns the result dict (the JSON line's content)."""
     import jax
 
     size = size or ("tiny" if real else "full")
     warmup = max(1, steps // 10) if warmup is None else warmup
-    config = make_config(size, game, steps)
+    if num_seeds != 1 and not real:
+        raise ValueError("num_seeds > 1 needs the real agent (--real)")
+    config = make_config(size, game, steps, num_seeds)
     rows, extra = [], {}
     for _ in range(repeats):
         if real:
@@ -344,13 +357,13 @@ def run(steps: int, *, warmup=None, repeats: int = 1, game: str = "alien", real:
             agent = make_null_agent(config, names)
         rows.append(measure(config, agent=agent, warmup=warmup, tty=tty))
     med = {k: statistics.median(r[k] for r in rows) for k in COLUMNS}
-    if real:
+    if real and num_seeds == 1:
         extra = device_busy(config, agent)
         extra["device_busy"] = min(1.0, (extra["train_ms"] + extra["policy_ms"]) / med["total"])
     dev = jax.devices()[0]
     return {"benchmark": "loop", "mode": "real" if real else "null", "size": size, "game": game,
             "batch": [int(config.batch_size), int(config.seq_len)], "steps": steps, "warmup": warmup,
-            "repeats": repeats, "ms_per_step": med, "repeat_totals_ms": [r["total"] for r in rows],
+            "repeats": repeats, "num_seeds": num_seeds, "ms_per_step": med, "repeat_totals_ms": [r["total"] for r in rows],
             "device": f"{dev.platform}:{dev.device_kind} x{jax.device_count()}", "jax": jax.__version__,
             "load": round(os.getloadavg()[0], 2), **extra}
 

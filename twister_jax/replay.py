@@ -64,7 +64,7 @@ def aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     raw = np.empty(nbytes + align, np.uint8)
-    offset = -raw.ctypes.data % align
+    offset = -raw.__array_interface__["data"][0] % align
     return raw[offset:offset + nbytes].view(dtype).reshape(shape)
 
 
