@@ -1,0 +1,183 @@
+"""Learning check: does the agent learn real tasks? Small config, a few tasks x seeds, greedy vs random.
+
+Trains `configs/small.py:<task>` (the original's algorithm and defaults with reduced sizes) on each task
+for a fixed budget of env steps (agent steps summed over the training envs) with each seed, evaluating
+greedily `--evals` times along the way and at the end (`eval_episodes` = 10 episodes each). Plays the
+uniform random policy on the same evaluation protocol (`twister_jax.random_policy`, the same episode
+seeds), and writes into --out:
+
+  report.md      per task: final greedy return vs random, one-sided Welch's t-test on per-episode returns,
+                 95% bootstrap interval of the difference, seeds above random, wall time and env steps
+  summary.json   {"tasks": [{task, seeds, env_steps, final_mean, random_mean, p_value, ...}], command, ...}
+  curves.png     learning curves (greedy return vs env steps per seed, their mean, the random mean)
+  runs/<task>/seed_<s>/   the training runs (run-directory contract); logs/<task>_seed_<s>.log
+  random/<task>.json      the random policy's episodes
+
+Runs whose done.json exists are skipped and interrupted runs resume, so re-running the same command
+continues where it stopped (and `--report_only` rebuilds the report from what is there).
+
+Usage:
+  python experiments/learning_check.py --out=runs/learning_check                  # the default check
+  python experiments/learning_check.py --out=/tmp/lc --tasks=boxing --seeds=0 --env_steps=boxing=400 --evals=1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import shlex
+import subprocess
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DEFAULT_TASKS = "boxing,kung_fu_master,cartpole_balance"
+DEFAULT_ENV_STEPS = {"atari": 6_000, "dmc": 10_000}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="output folder (runs, logs, report)")
+    p.add_argument("--tasks", default=DEFAULT_TASKS, help="comma-separated Atari games / DMC tasks")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    p.add_argument("--env_steps", default="", help="per-task budget overrides, e.g. boxing=8000,cartpole_balance=12000 "
+                   f"(default {DEFAULT_ENV_STEPS['atari']} on Atari, {DEFAULT_ENV_STEPS['dmc']} on DMC)")
+    p.add_argument("--evals", type=int, default=4, help="evaluations along the way (the last at the end)")
+    p.add_argument("--random_episodes", type=int, default=30, help="episodes of the random policy per task")
+    p.add_argument("--parallel", type=int, default=os.cpu_count() or 1, help="training processes at once")
+    p.add_argument("--report_only", action="store_true", help="only rebuild the report from the runs there")
+    return p.parse_args(argv)
+
+
+def _fail(msg: str):
+    print(f"error: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def plan(args) -> list[dict]:
+    """One entry per (task, seed): the train command and its workdir. Raises SystemExit(2) on bad input."""
+    from twister_jax.config_files import load_config
+
+    budgets = {}
+    for item in filter(None, args.env_steps.split(",")):
+        name, _, value = item.partition("=")
+        if not value.isdigit() or int(value) <= 0:
+            _fail(f"--env_steps item {item!r} is not <task>=<positive int>")
+        budgets[name] = int(value)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        _fail(f"--seeds={args.seeds!r} is not a comma-separated list of integers")
+    tasks = [t for t in args.tasks.split(",") if t]
+    unknown = set(budgets) - set(tasks)
+    if unknown:
+        _fail(f"--env_steps names {sorted(unknown)}, not among --tasks={args.tasks}")
+    if args.evals < 1:
+        _fail(f"--evals={args.evals} must be at least 1")
+    out, entries = pathlib.Path(args.out), []
+    for task in tasks:
+        try:
+            config = load_config(REPO / "configs" / "small.py", task)
+        except ValueError as exc:
+            _fail(str(exc))
+        per_step = config.env.num_envs / config.env_step_every      # env steps per gradient step
+        budget = budgets.get(task, DEFAULT_ENV_STEPS[config.env.suite])
+        steps = max(1, int(round(budget / per_step)))
+        eval_every = max(1, steps // args.evals)
+        for seed in seeds:
+            workdir = out / "runs" / task / f"seed_{seed}"
+            cmd = [sys.executable, "-m", "twister_jax.train", f"--config=configs/small.py:{task}",
+                   f"--workdir={workdir}", f"--config.seed={seed}", f"--config.num_train_steps={steps}",
+                   f"--config.eval_every={eval_every}", f"--config.checkpoint_every={eval_every}",
+                   f"--config.figure_every={eval_every}"]
+            entries.append({"task": task, "seed": seed, "workdir": workdir, "cmd": cmd,
+                            "log": out / "logs" / f"{task}_seed_{seed}.log"})
+    return entries
+
+
+def train_all(entries: list[dict], parallel: int) -> list[str]:
+    """Runs the unfinished entries, `parallel` at a time; returns the failures' descriptions."""
+    todo = [e for e in entries if not (e["workdir"] / "done.json").exists()]
+    running, failures = [], []
+    while todo or running:
+        while todo and len(running) < parallel:
+            e = todo.pop(0)
+            e["log"].parent.mkdir(parents=True, exist_ok=True)
+            print(f"start {e['task']} seed {e['seed']}: {shlex.join(e['cmd'])}", flush=True)
+            with open(e["log"], "ab") as log:
+                proc = subprocess.Popen(e["cmd"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            running.append((e, proc, time.time()))
+        time.sleep(2.0)
+        for item in list(running):
+            e, proc, t0 = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}, see {e['log']})"
+            print(f"{status}: {e['task']} seed {e['seed']} after {(time.time() - t0) / 60:.1f} min", flush=True)
+            if proc.returncode != 0:
+                failures.append(f"{e['task']} seed {e['seed']}: exit {proc.returncode} ({e['log']})")
+    return failures
+
+
+def random_baseline(out: pathlib.Path, task: str, episodes: int) -> dict:
+    """The random policy's episodes for `task` (cached in out/random/<task>.json)."""
+    from twister_jax.config_files import load_config
+    from twister_jax.files import atomic_write_json
+    from twister_jax.random_policy import random_returns
+
+    path = out / "random" / f"{task}.json"
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if len(cached["returns"]) == episodes:
+            return cached
+    res = random_returns(load_config(REPO / "configs" / "small.py", task), episodes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, res)
+    return res
+
+
+def versions() -> str:
+    import importlib.metadata as md
+    names = ("jax", "jaxlib", "flax", "optax", "ale-py", "dm_control", "mujoco", "numpy")
+    found = []
+    for n in names:
+        try:
+            found.append(f"{n} {md.version(n)}")
+        except md.PackageNotFoundError:
+            pass
+    return ", ".join([f"Python {platform.python_version()}"] + found)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    entries = plan(args)
+    out = pathlib.Path(args.out)
+    t0 = time.time()
+    failures = [] if args.report_only else train_all(entries, max(1, args.parallel))
+    from twister_jax.reports import learning
+
+    tasks = list(dict.fromkeys(e["task"] for e in entries))
+    runs = {t: learning.read_runs(out / "runs" / t) for t in tasks}
+    summary = {
+        "tasks": [learning.task_summary(t, runs[t], random_baseline(out, t, args.random_episodes)) for t in tasks],
+        "command": shlex.join(["python", "experiments/learning_check.py", *(argv if argv is not None else sys.argv[1:])]),
+        "versions": versions(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "wall_time_s": time.time() - t0,
+        "failures": failures,
+    }
+    learning.write(out, summary, runs)
+    print(learning.markdown(summary))
+    print(json.dumps({"learning_check": [{k: e[k] for k in ("task", "final_mean", "random_mean", "p_value")}
+                                         for e in summary["tasks"]]}))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The learning check's report (`twister_jax.reports.learning`, `experiments/learning_check.py`).
+
+* the statistics: Welch's one-sided test and the bootstrap interval on known samples;
+* a run tree with two seeds of a task that beats random and one that does not: summary.json fields,
+  report.md, curves.png, and the verdicts (`--report_only`, no training);
+* the random-policy baseline plays the evaluation protocol (episode seeds, lengths) of the fake env;
+* bad input: one `error:` line, exit status 2, nothing written.
+"""
+import importlib.util
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from config_utils import tiny_config
+from twister_jax.reports import learning
+from twister_jax.random_policy import random_returns
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "experiments" / "learning_check.py"
+
+
+def _check(argv):
+    """experiments/learning_check.py's `main(argv)`, in this process."""
+    spec = importlib.util.spec_from_file_location("learning_check", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(argv)
+
+
+def test_welch_and_bootstrap():
+    rng = np.random.default_rng(0)
+    high, low = rng.normal(10.0, 1.0, 30), rng.normal(8.0, 1.0, 30)
+    t, p = learning.welch_greater(high, low)
+    assert t > 5 and p < 1e-6
+    _, p_rev = learning.welch_greater(low, high)
+    assert p_rev > 0.999                                   # one-sided: "lower" is not "greater"
+    lo, hi = learning.bootstrap_diff(high, low)
+    assert 1.0 < lo < 2.0 < hi < 3.0
+    assert learning.welch_greater([1.0], low)[1] == 1.0   # too few values: no evidence
+
+
+def _write_run(d: pathlib.Path, seed: int, finals, steps=(100, 200), finished=True):
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"seed": seed}))
+    rows = [{"step": s, "env_steps": s, "frames": 4 * s, "return_mean": float(np.mean(finals)) * s / steps[-1],
+             "returns": [float(x) * s / steps[-1] for x in finals]} for s in steps]
+    (d / "scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if finished:
+        (d / "done.json").write_text(json.dumps({"step": steps[-1], "wall_time": 12.0}))
+
+
+def test_report_from_a_run_tree(tmp_path, capsys):
+    out = tmp_path / "lc"
+    rng = np.random.default_rng(1)
+    for seed in (0, 1):
+        _write_run(out / "runs" / "boxing" / f"seed_{seed}", seed, rng.normal(20.0, 3.0, 10))
+        _write_run(out / "runs" / "krull" / f"seed_{seed}", seed, rng.normal(1.0, 3.0, 10))
+    _write_run(out / "runs" / "krull" / "seed_2", 2, [50.0] * 10, finished=False)   # unfinished: left out
+    (out / "random").mkdir(parents=True)
+    for task in ("boxing", "krull"):
+        (out / "random" / f"{task}.json").write_text(json.dumps(
+            {"returns": list(rng.normal(1.0, 3.0, 30)), "lengths": [100] * 30}))
+    assert _check([f"--out={out}", "--tasks=boxing,krull", "--seeds=0,1,2", "--random_episodes=30",
+                   "--report_only"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    by_task = {e["task"]: e for e in summary["tasks"]}
+    for e in by_task.values():
+        assert {"task", "seeds", "env_steps", "final_mean", "random_mean", "p_value"} <= set(e)
+    assert by_task["boxing"]["seeds"] == [0, 1] and by_task["boxing"]["greedy_episodes"] == 20
+    assert by_task["boxing"]["p_value"] < 1e-6 and by_task["boxing"]["learned"]
+    assert by_task["boxing"]["env_steps"] == 200
+    assert by_task["krull"]["p_value"] > 0.05 and not by_task["krull"]["learned"]
+    assert by_task["krull"]["seeds_unfinished"] == [2]
+    assert (out / "curves.png").stat().st_size > 1000
+    assert "| boxing | 2 | 200 |" in (out / "report.md").read_text()
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["learning_check"][0]["task"] == "boxing"
+
+
+def test_random_baseline_plays_the_evaluation_protocol():
+    config = tiny_config("fake", eval_envs=2, seed=3)
+    a = random_returns(config, 5)
+    assert len(a["returns"]) == 5 and a["lengths"] == [50] * 5       # 50-frame episodes of the fake env
+    assert a == random_returns(config, 5)                             # seeded: the same episodes again
+    # 3 actions, reward 1 for the right one: a random policy earns about 50 / 3 per episode
+    assert 8 < np.mean(a["returns"]) < 26
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--tasks=boxing,nope"], "unknown small config task 'nope'"),
+    (["--tasks=boxing", "--env_steps=krull=10"], "--env_steps names ['krull']"),
+    (["--tasks=boxing", "--env_steps=boxing=ten"], "--env_steps item 'boxing=ten'"),
+    (["--seeds=0,x"], "--seeds='0,x'"),
+])
+def test_bad_input(tmp_path, capsys, args, message):
+    out = tmp_path / "lc"
+    with pytest.raises(SystemExit) as exc:
+        _check([f"--out={out}", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not out.exists()

@@ -1,0 +1,171 @@
+"""The learning check's report: greedy returns against the random policy's, per task (host only).
+
+Input: run directories `ROOT/<task>/.../seed_<s>/` (the run-directory contract, docs/interfaces.md §6:
+`config.json`, `scores.jsonl`, `done.json`) and, per task, the random policy's per-episode returns on
+the same evaluation protocol. For each task:
+
+* the curve: every evaluation's `return_mean` against `env_steps`, per seed, and their mean;
+* the final returns: the last evaluation of each finished seed (`return_mean` and its episodes);
+* the test: one-sided Welch's t-test of "greedy return > random return" on per-episode returns (the
+  final evaluation's episodes of all seeds pooled, against the random episodes), and, as a check that
+  does not treat episodes of one seed as independent, how many seeds' final means exceed the random mean;
+* a 95% bootstrap interval of the difference of means (episodes resampled within each group).
+
+`summary(...)` returns the `summary.json` object; `write(...)` writes `report.md`, `summary.json` and
+`curves.png`.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+
+import numpy as np
+
+_SEED_DIR = re.compile(r"^seed_(\d+)$")
+ALPHA = 0.05
+
+
+def read_runs(task_dir) -> list[dict]:
+    """Every `seed_<s>` run directory under `task_dir` (any depth), sorted by seed.
+
+    Returns:
+      [{seed, dir, finished, scores: [scores.jsonl rows], wall_time}] (wall_time from done.json or None).
+    """
+    runs = []
+    for d in sorted(pathlib.Path(task_dir).rglob("seed_*")):
+        m = _SEED_DIR.match(d.name)
+        if not m or not d.is_dir() or not (d / "config.json").exists():
+            continue
+        scores_path, done_path = d / "scores.jsonl", d / "done.json"
+        rows = []
+        if scores_path.exists():
+            for line in scores_path.read_text().splitlines():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        done = json.loads(done_path.read_text()) if done_path.exists() else None
+        runs.append({"seed": int(m.group(1)), "dir": str(d), "finished": done is not None, "scores": rows,
+                     "wall_time": None if done is None else float(done.get("wall_time", 0.0))})
+    return sorted(runs, key=lambda r: r["seed"])
+
+
+def welch_greater(a, b) -> tuple[float, float]:
+    """One-sided Welch's t-test of mean(a) > mean(b): (t, p). p = 1 when either sample has < 2 values."""
+    from scipy import stats
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.size < 2 or b.size < 2:
+        return float("nan"), 1.0
+    if a.std() == 0 and b.std() == 0:  # constant samples: the test is undefined; decide on the means
+        return float("inf") if a.mean() > b.mean() else float("-inf"), 0.0 if a.mean() > b.mean() else 1.0
+    t, p = stats.ttest_ind(a, b, equal_var=False, alternative="greater")
+    return float(t), float(p)
+
+
+def bootstrap_diff(a, b, *, reps: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of mean(a) - mean(b), resampling each group's values."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    rng = np.random.default_rng(seed)
+    da = a[rng.integers(0, a.size, (reps, a.size))].mean(1)
+    db = b[rng.integers(0, b.size, (reps, b.size))].mean(1)
+    lo, hi = np.percentile(da - db, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def task_summary(task: str, runs: list[dict], random: dict) -> dict:
+    """The `summary.json` entry of one task (see the module docstring)."""
+    finished = [r for r in runs if r["finished"] and r["scores"]]
+    finals = [r["scores"][-1] for r in finished]
+    greedy = [x for f in finals for x in f["returns"]]
+    rand = list(random["returns"])
+    t, p = welch_greater(greedy, rand)
+    lo, hi = bootstrap_diff(greedy, rand) if greedy and rand else (float("nan"), float("nan"))
+    random_mean = float(np.mean(rand)) if rand else float("nan")
+    per_seed = {str(r["seed"]): float(f["return_mean"]) for r, f in zip(finished, finals)}
+    return {
+        "task": task,
+        "seeds": [r["seed"] for r in finished],
+        "seeds_unfinished": [r["seed"] for r in runs if not r["finished"]],
+        "env_steps": int(finals[0]["env_steps"]) if finals else 0,
+        "frames": int(finals[0]["frames"]) if finals else 0,
+        "final_mean": float(np.mean(greedy)) if greedy else float("nan"),
+        "final_std": float(np.std(greedy)) if greedy else float("nan"),
+        "final_per_seed": per_seed,
+        "greedy_episodes": len(greedy),
+        "random_mean": random_mean,
+        "random_std": float(np.std(rand)) if rand else float("nan"),
+        "random_episodes": len(rand),
+        "t": t,
+        "p_value": p,
+        "diff_ci95": [lo, hi],
+        "seeds_above_random": int(sum(v > random_mean for v in per_seed.values())),
+        "learned": bool(p < ALPHA),
+        "wall_time_s": float(sum(r["wall_time"] or 0.0 for r in finished)),
+    }
+
+
+def curves_png(path, tasks: list[dict], runs: dict) -> None:
+    """Learning curves, one panel per task: each seed's evaluations (thin), their mean (thick) and the
+    random policy's mean (dashed)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.4), squeeze=False)
+    for ax, entry in zip(axes[0], tasks):
+        curves = []
+        for r in runs[entry["task"]]:
+            x = [row["env_steps"] for row in r["scores"]]
+            y = [row["return_mean"] for row in r["scores"]]
+            if x:
+                ax.plot(x, y, lw=0.8, alpha=0.6, label=f"seed {r['seed']}")
+                curves.append((x, y))
+        lengths = {len(x) for x, _ in curves}
+        if len(lengths) == 1 and curves:
+            ax.plot(curves[0][0], np.mean([y for _, y in curves], 0), lw=2.2, color="k", label="mean")
+        ax.axhline(entry["random_mean"], ls="--", color="tab:red", label="random")
+        ax.set_title(f"{entry['task']} (p = {entry['p_value']:.2g})")
+        ax.set_xlabel("env steps (agent steps)")
+        ax.set_ylabel("greedy return")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(summary: dict) -> str:
+    """report.md: the per-task table, the per-seed finals and how the run was made."""
+    lines = ["# Learning check", "",
+             f"Command: `{summary['command']}`", "",
+             f"Machine: {summary['machine']}; versions: {summary['versions']}; date: {summary['date']}.", "",
+             "| task | seeds | env steps | greedy final (mean ± std, episodes) | random (mean ± std, episodes) "
+             "| Welch t | p (one-sided) | 95% CI of difference | seeds above random | learned |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for e in summary["tasks"]:
+        lines.append(
+            f"| {e['task']} | {len(e['seeds'])} | {e['env_steps']} | {e['final_mean']:.2f} ± {e['final_std']:.2f} "
+            f"({e['greedy_episodes']}) | {e['random_mean']:.2f} ± {e['random_std']:.2f} ({e['random_episodes']}) "
+            f"| {e['t']:.2f} | {e['p_value']:.3g} | [{e['diff_ci95'][0]:.2f}, {e['diff_ci95'][1]:.2f}] "
+            f"| {e['seeds_above_random']}/{len(e['seeds'])} | {'yes' if e['learned'] else 'no'} |")
+    lines += ["", "Final return per seed (mean over the final evaluation's episodes):", ""]
+    for e in summary["tasks"]:
+        per = ", ".join(f"seed {s}: {v:.2f}" for s, v in e["final_per_seed"].items())
+        lines.append(f"- {e['task']}: {per}" + (f"; unfinished seeds {e['seeds_unfinished']}"
+                                                if e["seeds_unfinished"] else ""))
+    lines += ["", f"Wall time of the whole command: {summary['wall_time_s'] / 60:.1f} min; "
+              f"training time summed over runs: {sum(e['wall_time_s'] for e in summary['tasks']) / 60:.1f} min.",
+              "", "![learning curves](curves.png)", ""]
+    return "\n".join(lines)
+
+
+def write(out, summary: dict, runs: dict) -> None:
+    """Writes `summary.json`, `report.md` and `curves.png` into `out`."""
+    from twister_jax.files import atomic_write, atomic_write_json
+
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "summary.json", summary)
+    atomic_write(out / "report.md", markdown(summary).encode())
+    curves_png(out / "curves.png", summary["tasks"], runs)
