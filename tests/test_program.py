@@ -92,12 +92,18 @@ def _start_and_kill(full, p_full, killed, start, ckpt_step):
     cache instead of compiling them too), SIGKILLs it right after checkpoint `ckpt_step` is committed
     (Orbax renames the step dir on commit) and returns its metrics rows at the kill."""
     _wait_for(lambda: bool(_safe_rows(full / "metrics.jsonl")), p_full, f"the first log row of {full}")
+    return _kill_after_checkpoint(killed, start, ckpt_step)
+
+
+def _kill_after_checkpoint(killed, start, ckpt_step, rows_file="metrics.jsonl"):
+    """Starts the run in `killed` (`start(workdir, log_name)`), SIGKILLs it right after checkpoint
+    `ckpt_step` is committed and returns the rows of `killed / rows_file` at the kill."""
     p_kill, log_kill = start(killed, "kill")
     _wait_for(lambda: ckpt_step in _steps(killed), p_kill, f"checkpoint {ckpt_step} of {killed}")
     p_kill.send_signal(signal.SIGKILL)
     p_kill.wait()
     log_kill.close()
-    return _rows(killed / "metrics.jsonl")
+    return _safe_rows(killed / rows_file)
 
 
 @pytest.fixture(scope="session")

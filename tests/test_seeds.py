@@ -1,0 +1,221 @@
+"""Many seeds in one process (issue 14, docs/architecture.md §9): a group of R = 2 runs equals solo runs.
+
+* exactness (discrete and continuous fake tiny configs): the group `--config.num_seeds=2` (seed 0)
+  and the solo runs with seeds 0 and 1, all in this process: each `seed_<s>/` holds a solo run's
+  files (the same config.json), the same `metrics.jsonl` counts, and the float metrics within rtol
+  1e-4 / atol 1e-6: the vmapped step reorders float sums (batched matmuls, grouped convolutions), so
+  the parameters drift apart by float32 rounding (measured: worst relative metric difference
+  ~1.3e-5 over 40 steps, ~3e-5 absolute on parameters after 3 steps; values near zero ~1e-10
+  absolute). Discrete: the `scores.jsonl` returns are equal (the greedy actions are the same);
+  continuous: the actions carry the rounding into the returns, equal within rtol 1e-4 (measured
+  ~3e-5 relative);
+* the evaluate CLI's library form on the group reproduces each run's last scores row;
+* resume: the group started with the CLI, SIGKILLed right after its first checkpoint and resumed
+  writes, for every run, the same rows as the uninterrupted group (exactly);
+* devices: the group's train and policy steps on 8 emulated CPU devices (mesh runs=2 x data=4) equal,
+  run by run, the solo steps of seeds 0 and 1 on one device and the group on one device (tolerance
+  as tests/test_sharding_train.py), in fresh-compile subprocesses.
+Mixing up the runs (a swapped key or replay) fails each of them.
+"""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from config_utils import tiny_config
+from test_program import WALL_FIELDS, _det, _kill_after_checkpoint, _rows, _start
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+COUNT_FIELDS = {"step", "env_steps", "frames", "episodes", "replay_windows"}
+
+SETS = {
+    "fake": dict(num_train_steps=30, checkpoint_every=15, log_every=5, eval_every=15),
+    "fake_continuous": dict(num_train_steps=12, checkpoint_every=12, log_every=3, eval_every=12),
+}
+COMMON = dict(eval_episodes=2, eval_envs=2, figure_every=1000, batch_size=2)
+
+
+def _overrides(variant):
+    return {**COMMON, **SETS[variant]}
+
+
+def _config(variant, **extra):
+    return tiny_config(variant, **_overrides(variant), **extra)
+
+
+def _run_set(variant, root):
+    """Solo runs of seeds 0 and 1 (one agent) and the group of 2, in this process."""
+    from twister_jax import agent as agent_lib
+    from twister_jax import loop
+
+    solo_agent = agent_lib.make_agent(_config(variant))
+    for seed in (0, 1):
+        loop.run(_config(variant, seed=seed), root / f"solo{seed}", agent=solo_agent, progress=False)
+    group_config = _config(variant, num_seeds=2)
+    group_agent = agent_lib.make_agent(group_config)
+    result = loop.run(group_config, root / "group", agent=group_agent, progress=False)
+    return {"root": root, "config": group_config, "agent": group_agent, "result": result}
+
+
+@pytest.fixture(scope="module")
+def discrete(tmp_path_factory):
+    return _run_set("fake", tmp_path_factory.mktemp("seeds_discrete"))
+
+
+@pytest.fixture(scope="module")
+def continuous(tmp_path_factory):
+    return _run_set("fake_continuous", tmp_path_factory.mktemp("seeds_continuous"))
+
+
+def _assert_rows_close(solo, group, what):
+    assert [r["step"] for r in solo] == [r["step"] for r in group], what
+    for a, b in zip(solo, group):
+        assert set(a) == set(b), (what, set(a) ^ set(b))
+        for k in set(a) - WALL_FIELDS:
+            if k in COUNT_FIELDS or not isinstance(a[k], float):
+                assert a[k] == b[k], (what, a["step"], k, a[k], b[k])
+            else:
+                np.testing.assert_allclose(b[k], a[k], rtol=1e-4, atol=1e-6, err_msg=f"{what} step {a['step']} {k}")
+
+
+def _check_group_equals_solo(s):
+    root = s["root"]
+    group = root / "group"
+    saved = json.loads((group / "config.json").read_text())
+    assert saved["num_seeds"] == 2 and saved["seed"] == 0
+    done = json.loads((group / "done.json").read_text())
+    assert done["seeds"] == [0, 1] and done["step"] == s["config"].num_train_steps
+    assert sorted(p.name for p in (group / "replay").iterdir()) == ["seed_0", "seed_1"]
+    for seed in (0, 1):
+        solo, run = root / f"solo{seed}", group / f"seed_{seed}"
+        assert {p.name for p in run.iterdir()} == {"config.json", "metrics.jsonl", "scores.jsonl", "tb", "done.json"}
+        assert json.loads((run / "config.json").read_text()) == json.loads((solo / "config.json").read_text())
+        assert json.loads((run / "done.json").read_text())["step"] == s["config"].num_train_steps
+        a, b = _rows(solo / "scores.jsonl"), _rows(run / "scores.jsonl")
+        assert a and len(a) == len(b)
+        for ra, rb in zip(a, b):
+            if s["config"].env.task == "discrete":  # discrete actions: the same episodes, returns equal
+                assert ra["returns"] == rb["returns"], (seed, ra, rb)
+            else:  # continuous actions carry the parameters' float differences into the returns
+                np.testing.assert_allclose(rb["returns"], ra["returns"], rtol=1e-4, atol=1e-6)
+        _assert_rows_close(_rows(solo / "metrics.jsonl"), _rows(run / "metrics.jsonl"), f"seed {seed}")
+    # the two runs really differ (a group of copies would pass the checks above for seed 0 only)
+    assert _rows(group / "seed_0/metrics.jsonl")[-1]["loss"] != _rows(group / "seed_1/metrics.jsonl")[-1]["loss"]
+
+
+def test_group_equals_solo_runs_discrete(discrete):
+    _check_group_equals_solo(discrete)
+
+
+def test_group_equals_solo_runs_continuous(continuous):
+    _check_group_equals_solo(continuous)
+
+
+def test_evaluate_group(discrete):
+    from twister_jax import evaluate
+
+    group = discrete["root"] / "group"
+    out = evaluate.evaluate(group, agent=discrete["agent"])
+    assert [o["seed"] for o in out] == [0, 1]
+    for o in out:
+        assert o["returns"] == _rows(group / f"seed_{o['seed']}" / "scores.jsonl")[-1]["returns"]
+    one = evaluate.evaluate(group, agent=discrete["agent"], seed=1)
+    assert one == out[1]
+    with pytest.raises(ValueError, match=r"--seed=5 is not a run of .*; allowed: 0, 1"):
+        evaluate.check_inputs(group, seed=5)
+
+
+def test_group_resume_after_sigkill_equals_uninterrupted(discrete):
+    from twister_jax import loop
+
+    full, killed = discrete["root"] / "group", discrete["root"] / "group_killed"
+    flags = [f"--config.{k}={v}" for k, v in _overrides("fake").items()] + ["--config.num_seeds=2"]
+    first = SETS["fake"]["checkpoint_every"]
+    _kill_after_checkpoint(killed, lambda w, name: _start(w, name, *flags, fast_compile=True), first,
+                           rows_file="seed_0/metrics.jsonl")
+    assert not (killed / "done.json").exists()
+    loop.run(discrete["config"], killed, agent=discrete["agent"], progress=False)
+    for seed in (0, 1):
+        for name in ("metrics.jsonl", "scores.jsonl"):
+            a, b = _rows(full / f"seed_{seed}" / name), _rows(killed / f"seed_{seed}" / name)
+            assert a and _det(a) == _det(b), (seed, name)
+    assert json.loads((killed / "done.json").read_text())["seeds"] == [0, 1]
+
+
+# ------------------------------------------------------------------ 8 emulated devices (fresh compiles)
+DEVICE_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    import numpy as np, jax
+    jax.config.update("jax_default_matmul_precision", "highest")
+    jax.config.update("jax_threefry_partitionable", True)
+    from config_utils import tiny_config
+    from test_agent import smooth_batch
+    from twister_jax import agent as agent_lib
+
+    assert jax.device_count() == {devices}, jax.devices()
+    out = {{}}
+    seeds = (0, 1)
+    base = [jax.random.key(s) for s in seeds]
+    cfg = tiny_config("fake", batch_size=8)
+    batches = [smooth_batch(cfg, seed=3 + i) for i in range(2)]
+    n = cfg.env.num_envs
+    images = np.stack([np.full((n, 64, 64, 3), 40 + 90 * i, np.uint8) for i in range(2)])
+    firsts = np.ones((2, n), bool)
+
+    def record(prefix, state, metrics, action):
+        for k, v in jax.device_get(metrics).items():
+            out[f"{{prefix}}/metric/{{k}}"] = np.asarray(v)
+        out[f"{{prefix}}/params"] = np.concatenate([np.ravel(x) for x in jax.tree.leaves(jax.device_get(state.params))])
+        out[f"{{prefix}}/action"] = np.asarray(action)
+
+    group = agent_lib.make_agent(tiny_config("fake", batch_size=8, num_seeds=2))
+    assert group.mesh.devices.size == {devices} and group.num_runs == 2
+    state = group.init_state(jax.numpy.stack(base))
+    batch = {{k: np.stack([b[k] for b in batches]) for k in batches[0]}}
+    for _ in range({steps}):
+        state, metrics = group.train_step(state, batch, jax.numpy.stack(base))
+    act, action = group.policy_step(state.params, group.init_act_state(n), images, firsts, jax.numpy.stack(base))
+    for i in range(2):
+        record(f"run{{i}}", agent_lib.take_run(state, i), agent_lib.take_run(metrics, i), action[i])
+    if {devices} == 1:
+        solo = agent_lib.make_agent(cfg)
+        for i in range(2):
+            s = solo.init_state(base[i])
+            for _ in range({steps}):
+                s, m = solo.train_step(s, batches[i], base[i])
+            _, a = solo.policy_step(s.params, solo.init_act_state(n), images[i], firsts[i], base[i])
+            record(f"solo{{i}}", s, m, a)
+    np.savez({out_path!r}, **out)
+    print("DONE")
+""")
+
+
+def _device_run(devices, out_path):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
+    if devices > 1:  # multi-device executables from the persistent cache can deadlock (tests/test_sharding_train.py)
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)
+        env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
+        flags.append(f"--xla_force_host_platform_device_count={devices}")
+    env["XLA_FLAGS"] = " ".join(flags)
+    code = DEVICE_SCRIPT.format(tests=str(REPO / "tests"), devices=devices, steps=2, out_path=str(out_path))
+    r = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and "DONE" in r.stdout, f"{devices} devices:\n{r.stderr[-4000:]}"
+    return np.load(out_path)
+
+
+def test_group_on_eight_devices_equals_one(tmp_path):
+    one, eight = _device_run(1, tmp_path / "one.npz"), _device_run(8, tmp_path / "eight.npz")
+    for i in range(2):
+        keys = [k for k in one.files if k.startswith(f"solo{i}/")]
+        assert any("/metric/" in k for k in keys)
+        for k in keys:
+            for got in (one, eight):
+                np.testing.assert_allclose(got[k.replace("solo", "run", 1)], one[k], rtol=2e-4, atol=2e-5, err_msg=k)
+    assert not np.allclose(one["run0/params"], one["run1/params"])
