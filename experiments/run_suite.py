@@ -1,25 +1,39 @@
-"""Runs a benchmark suite: one training run per ROOT/<task>/seed_<n>, skipping finished ones.
+"""Runs a benchmark suite: one training process per task x seed pack, skipping finished ones.
 
 Usage:
   python experiments/run_suite.py --suite=atari100k --seeds=0,1 --root=runs/atari100k --dry_run
   python experiments/run_suite.py --suite=atari100k --seeds=0-4 --root=runs/atari100k --parallel=8
+  python experiments/run_suite.py --suite=atari100k --seeds=0-4 --root=runs/atari100k --seeds_per_process=5
   python experiments/run_suite.py --suite=dmc --seeds=0,1,2 --root=runs/dmc --tasks=walker_walk,cheetah_run \
       --extra="--config.compute_dtype=bfloat16"
+  python experiments/run_suite.py --suite=atari100k --seeds=0-4 --root=runs/atari100k --seeds_per_process=5 \
+      --launcher=slurm --slurm_partition=gpu --slurm_setup="source ~/venv/bin/activate"
 
-Each run is
+Each process is
   python -m twister_jax.train --config=configs/atari.py:<game> --workdir=ROOT/<game>/seed_<n> --config.seed=<n>
 (DMC: configs/dmc.py:<task>), started in the repository root, plus the --extra arguments
-(`python` is the interpreter running this launcher, sys.executable). A run whose
-done.json exists is skipped; any other run (new, or interrupted: no done.json) is started with the same
-command, which resumes from its last checkpoint (docs/interfaces.md §6).
+(`python` is the interpreter running this launcher, sys.executable). With --seeds_per_process=N the
+seeds are packed into groups of at most N consecutive seeds, each trained by one process
+(`--config.num_seeds`): `--workdir=ROOT/<game>/seeds_<first>-<last> --config.seed=<first>
+--config.num_seeds=<n>`, whose runs write ROOT/<game>/seeds_<first>-<last>/seed_<s>/ (a pack of one seed
+is a solo run). `experiments/aggregate_scores.py` reads both layouts. A process whose workdir has
+done.json is skipped; any other (new, or interrupted) is started with the same command, which resumes
+from its last checkpoint (docs/interfaces.md §6).
 
-Scheduling: sequential by default. --parallel=N keeps N runs going; on GPUs slot i runs on device
-i mod D (CUDA_VISIBLE_DEVICES set per run), where the D devices are --devices, else the entries of an
-existing CUDA_VISIBLE_DEVICES, else the GPUs `nvidia-smi -L` lists. When several runs share a GPU,
-XLA_PYTHON_CLIENT_MEM_FRACTION is set to 0.9 / (runs per GPU) unless the caller set it. Without GPUs
-(CPU, or a TPU host) N plain processes start. Each run's output goes to ROOT/_suite_logs/<task>_seed_<n>.log
-(appended). A failed run does not stop the others; the exit status is 1 if any run failed.
---dry_run prints the commands to stdout, one per line (skipped runs and the count go to stderr).
+Scheduling (--launcher=local, the default): sequential by default. --parallel=N keeps N processes going;
+on GPUs slot i runs on device i mod D (CUDA_VISIBLE_DEVICES set per process), where the D devices are
+--devices, else the entries of an existing CUDA_VISIBLE_DEVICES, else the GPUs `nvidia-smi -L` lists.
+When several processes share a GPU, XLA_PYTHON_CLIENT_MEM_FRACTION is set to 0.9 / (processes per GPU)
+unless the caller set it. Without GPUs (CPU, or a TPU host) N plain processes start. Each process's
+output goes to ROOT/_suite_logs/<task>_<workdir name>.log (appended). A failed process does not stop
+the others; the exit status is 1 if any failed. --dry_run prints the commands to stdout, one per line
+(skipped processes and the count go to stderr).
+
+--launcher=slurm writes an sbatch job-array script instead (ROOT/submit_suite.sbatch, or
+--slurm_script): one array task per unfinished process, each skipping itself once finished, logging to
+its own file, getting SIGTERM five minutes before its time limit (it checkpoints and exits) and
+requeued on preemption; submitting the same script again resumes every unfinished task. With
+--dry_run the script is printed instead of written.
 """
 from __future__ import annotations
 
@@ -30,6 +44,7 @@ import shlex
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -55,18 +70,50 @@ def parse_seeds(text: str) -> list[int]:
     return sorted(seeds)
 
 
-def plan(suite: str, seeds: list[int], root: pathlib.Path, tasks=None, extra=()):
-    """[(task, seed, workdir, argv, finished)] for every task x seed, in suite order then seed."""
+class Job(NamedTuple):
+    """One training process: a solo run (one seed) or a group of consecutive seeds (`config.num_seeds`).
+
+    A solo run's workdir is ROOT/<task>/seed_<s>; a group's is ROOT/<task>/seeds_<first>-<last>, holding
+    seed_<s>/ for each of its runs (docs/interfaces.md §6). `finished`: the workdir's done.json exists.
+    """
+
+    task: str
+    seeds: tuple
+    workdir: pathlib.Path
+    argv: tuple
+    finished: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}/{self.workdir.name}"
+
+
+def packs(seeds: list[int], per_process: int) -> list[list[int]]:
+    """Sorted seeds -> runs of at most `per_process` consecutive seeds (a group trains seed..seed+N-1)."""
+    out: list[list[int]] = []
+    for s in seeds:
+        if out and s == out[-1][-1] + 1 and len(out[-1]) < per_process:
+            out[-1].append(s)
+        else:
+            out.append([s])
+    return out
+
+
+def plan(suite: str, seeds: list[int], root: pathlib.Path, tasks=None, extra=(), per_process: int = 1) -> list[Job]:
+    """A Job for every task x seed pack, in suite order then seed."""
     suite = scores_lib.normalize_suite(suite)
     names = [scores_lib.normalize_task(suite, t) for t in tasks] if tasks else scores_lib.SUITE_TASKS[suite]
-    runs = []
+    jobs = []
     for task in names:
-        for seed in seeds:
-            workdir = root / task / f"seed_{seed}"
-            argv = ["python", "-m", "twister_jax.train", f"--config={CONFIG_FILES[suite]}:{task}",
-                    f"--workdir={workdir}", f"--config.seed={seed}", *extra]
-            runs.append((task, seed, workdir, argv, (workdir / "done.json").exists()))
-    return runs
+        for pack in packs(seeds, per_process):
+            if len(pack) == 1:
+                workdir, group = root / task / f"seed_{pack[0]}", []
+            else:
+                workdir, group = root / task / f"seeds_{pack[0]}-{pack[-1]}", [f"--config.num_seeds={len(pack)}"]
+            argv = ("python", "-m", "twister_jax.train", f"--config={CONFIG_FILES[suite]}:{task}",
+                    f"--workdir={workdir}", f"--config.seed={pack[0]}", *group, *extra)
+            jobs.append(Job(task, tuple(pack), workdir, argv, (workdir / "done.json").exists()))
+    return jobs
 
 
 def visible_gpus(devices: str | None = None) -> list[str]:
@@ -104,14 +151,14 @@ def execute(todo, root: pathlib.Path, parallel: int, gpus: list[str], poll_s: fl
         while queue or running:
             while queue and free:
                 slot = free.pop(0)
-                task, seed, _, argv, _ = queue.pop(0)
-                argv = [sys.executable] + argv[1:]
-                log = open(logs / f"{task}_seed_{seed}.log", "a")
+                job = queue.pop(0)
+                argv = [sys.executable, *job.argv[1:]]
+                log = open(logs / f"{job.name.replace('/', '_')}.log", "a")
                 env = run_env(slot, gpus, parallel)
                 gpu = f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else ""
-                print(f"[start{gpu}] {task}/seed_{seed}: {shlex.join(argv)}", flush=True)
+                print(f"[start{gpu}] {job.name}: {shlex.join(argv)}", flush=True)
                 proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-                running[proc] = (slot, f"{task}/seed_{seed}", log)
+                running[proc] = (slot, job.name, log)
             time.sleep(poll_s)
             for proc in [p for p in running if p.poll() is not None]:
                 slot, name, log = running.pop(proc)
@@ -130,40 +177,104 @@ def execute(todo, root: pathlib.Path, parallel: int, gpus: list[str], poll_s: fl
     return failed
 
 
+def slurm_script(jobs: list[Job], root: pathlib.Path, *, partition=None, time_limit="48:00:00", gres="gpu:1",
+                 cpus: int = 8, mem=None, max_running=None, setup=None, extra_lines=()) -> str:
+    """An sbatch job-array script: array task i runs jobs[i] (its own log, resume-safe).
+
+    Each array task starts in the repository root and skips its job when the workdir's done.json exists;
+    otherwise it runs the job's command (a re-run resumes from the last checkpoint), appending to
+    ROOT/_suite_logs/<task>_<workdir name>.log. `setup`: a shell line run first (e.g. activating a
+    virtual environment; `python` is whatever it puts on PATH). The batch shell becomes the training process (`exec`), so
+    SLURM's `--signal=B:TERM@300` reaches it five minutes before the time limit and it saves a checkpoint;
+    `--requeue` lets a preempted task start again and resume.
+    """
+    logs = root / "_suite_logs"
+    array = f"0-{len(jobs) - 1}" + (f"%{max_running}" if max_running else "")
+    head = ["#!/bin/bash", "#SBATCH --job-name=twister_suite", f"#SBATCH --array={array}",
+            f"#SBATCH --time={time_limit}", f"#SBATCH --cpus-per-task={cpus}",
+            "#SBATCH --signal=B:TERM@300", "#SBATCH --requeue",
+            f"#SBATCH --output={logs}/slurm_%A_%a.out"]
+    head += [f"#SBATCH --gres={gres}"] if gres else []
+    head += [f"#SBATCH --partition={partition}"] if partition else []
+    head += [f"#SBATCH --mem={mem}"] if mem else []
+    head += [f"#SBATCH {line}" for line in extra_lines]
+    body = ["set -euo pipefail", f"cd {shlex.quote(str(REPO))}", f"mkdir -p {shlex.quote(str(logs))}"]
+    body += [setup] if setup else []
+    body += ["",
+            "# one line per array task: workdir, log, command"]
+    body.append("WORKDIRS=(" + " ".join(shlex.quote(str(j.workdir)) for j in jobs) + ")")
+    body.append("LOGS=(" + " ".join(shlex.quote(str(logs / f"{j.name.replace('/', '_')}.log")) for j in jobs) + ")")
+    body.append("COMMANDS=(")
+    body += [f"  {shlex.quote(shlex.join(j.argv))}" for j in jobs]
+    body += [")", "i=${SLURM_ARRAY_TASK_ID}",
+             'if [ -e "${WORKDIRS[$i]}/done.json" ]; then echo "${WORKDIRS[$i]} is finished"; exit 0; fi',
+             'exec >> "${LOGS[$i]}" 2>&1',
+             'echo "[$(date -u +%FT%TZ)] array task $i (job ${SLURM_ARRAY_JOB_ID:-?}) on $(hostname): ${COMMANDS[$i]}"',
+             'eval "exec ${COMMANDS[$i]}"', ""]
+    return "\n".join(head + [""] + body)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", required=True, help="atari100k or dmc")
     p.add_argument("--seeds", default="0", help="e.g. 0,1 or 0-4")
     p.add_argument("--root", required=True, help="suite folder; runs go to ROOT/<task>/seed_<n>")
     p.add_argument("--tasks", default=None, help="comma-separated subset of the suite's tasks")
-    p.add_argument("--parallel", type=int, default=1, help="runs at once (default 1: sequential)")
+    p.add_argument("--seeds_per_process", type=int, default=1,
+                   help="consecutive seeds trained by one process (config.num_seeds); default 1")
+    p.add_argument("--parallel", type=int, default=1, help="processes at once (default 1: sequential)")
     p.add_argument("--devices", default=None, help="GPU ids to use, e.g. 0,1 (default: all visible)")
     p.add_argument("--extra", default="", help="extra arguments for every run, e.g. '--config.compute_dtype=bfloat16'")
-    p.add_argument("--dry_run", action="store_true", help="print the commands and exit")
+    p.add_argument("--launcher", default="local", choices=("local", "slurm"),
+                   help="local: run here; slurm: write an sbatch job-array script (one task per process)")
+    p.add_argument("--slurm_script", default=None, help="where to write it (default ROOT/submit_suite.sbatch)")
+    p.add_argument("--slurm_partition", default=None)
+    p.add_argument("--slurm_time", default="48:00:00", help="time limit of one array task")
+    p.add_argument("--slurm_gres", default="gpu:1", help="generic resources per task ('' for none)")
+    p.add_argument("--slurm_cpus", type=int, default=8, help="CPUs per task")
+    p.add_argument("--slurm_mem", default=None, help="memory per task, e.g. 64G")
+    p.add_argument("--slurm_max_running", type=int, default=None, help="array tasks running at once")
+    p.add_argument("--slurm_setup", default=None, help="shell line run first in each task, e.g. 'source venv/bin/activate'")
+    p.add_argument("--dry_run", action="store_true", help="print the commands (or the SLURM script) and exit")
     args = p.parse_args(argv)
-    if args.parallel < 1:
-        p.error("--parallel must be >= 1")
+    for flag in ("parallel", "seeds_per_process", "slurm_cpus"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag}={getattr(args, flag)} must be >= 1")
     try:
         suite = scores_lib.normalize_suite(args.suite)
         tasks = [t for t in args.tasks.split(",") if t.strip()] if args.tasks else None
-        runs = plan(suite, parse_seeds(args.seeds), pathlib.Path(args.root).resolve(), tasks,
-                    shlex.split(args.extra))
+        root = pathlib.Path(args.root).resolve()
+        jobs = plan(suite, parse_seeds(args.seeds), root, tasks, shlex.split(args.extra), args.seeds_per_process)
     except ValueError as e:
         p.error(str(e))
-    todo = [r for r in runs if not r[4]]
-    for task, seed, _, _, finished in runs:
-        if finished:
-            print(f"# skip {task}/seed_{seed}: finished (done.json)", file=sys.stderr)
-    print(f"# {len(runs)} runs: {len(todo)} to start or resume, {len(runs) - len(todo)} finished",
-          file=sys.stderr)
+    todo = [j for j in jobs if not j.finished]
+    for job in jobs:
+        if job.finished:
+            print(f"# skip {job.name}: finished (done.json)", file=sys.stderr)
+    print(f"# {len(jobs)} processes ({sum(len(j.seeds) for j in jobs)} runs): {len(todo)} to start or resume, "
+          f"{len(jobs) - len(todo)} finished", file=sys.stderr)
+    if args.launcher == "slurm":
+        if not todo:
+            return 0
+        script = slurm_script(todo, root, partition=args.slurm_partition, time_limit=args.slurm_time,
+                              gres=args.slurm_gres, cpus=args.slurm_cpus, mem=args.slurm_mem,
+                              max_running=args.slurm_max_running, setup=args.slurm_setup)
+        if args.dry_run:
+            print(script)
+            return 0
+        path = pathlib.Path(args.slurm_script) if args.slurm_script else root / "submit_suite.sbatch"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(script)
+        print(f"wrote {path} ({len(todo)} array tasks); submit it with: sbatch {path}")
+        return 0
     if args.dry_run:
-        for run in todo:
-            print(shlex.join(run[3]))
+        for job in todo:
+            print(shlex.join(job.argv))
         return 0
     gpus = visible_gpus(args.devices)
-    failed = execute(todo, pathlib.Path(args.root).resolve(), args.parallel, gpus)
+    failed = execute(todo, root, args.parallel, gpus)
     if failed:
-        print(f"{len(failed)} runs failed: {', '.join(failed)} (logs in {args.root}/_suite_logs)", file=sys.stderr)
+        print(f"{len(failed)} processes failed: {', '.join(failed)} (logs in {args.root}/_suite_logs)", file=sys.stderr)
         return 1
     return 0
 

@@ -13,6 +13,7 @@ import pytest
 
 from twister_jax.reports import aggregate as agg
 from twister_jax.reports import report as report_lib
+from twister_jax.reports import runs as runs_lib
 from twister_jax.reports import scores as scores_lib
 from twister_jax.reports import synthetic
 
@@ -209,8 +210,9 @@ def test_run_suite_dry_run_and_skip(tmp_path, capsys):
 def test_run_suite_spreads_runs_over_gpus(tmp_path):
     suite = _load_script("run_suite")
     code = "import os, sys; open(sys.argv[1], 'w').write(os.environ['CUDA_VISIBLE_DEVICES'])"
-    todo = [("t", i, None, ["python", "-c", code, str(tmp_path / f"gpu{i}")], False) for i in range(2)]
-    todo.append(("bad", 0, None, ["python", "-c", "raise SystemExit(3)"], False))
+    todo = [suite.Job("t", (i,), tmp_path / f"seed_{i}", ("python", "-c", code, str(tmp_path / f"gpu{i}")), False)
+            for i in range(2)]
+    todo.append(suite.Job("bad", (0,), tmp_path / "seed_0", ("python", "-c", "raise SystemExit(3)"), False))
     failed = suite.execute(todo, tmp_path, parallel=2, gpus=["4", "7"], poll_s=0.05)
     assert failed == ["bad/seed_0"]
     assert {(tmp_path / f"gpu{i}").read_text() for i in range(2)} == {"4", "7"}
@@ -241,3 +243,78 @@ def test_run_suite_finds_gpus(tmp_path, monkeypatch):
     assert env["CUDA_VISIBLE_DEVICES"] == "6" and env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.45"
     assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in suite.run_env(0, ["2", "6"], parallel=2)
     assert suite.run_env(0, [], parallel=2)["CUDA_VISIBLE_DEVICES"] == "2,6"  # no GPUs: env untouched
+
+
+def test_run_suite_packs_seeds(tmp_path, capsys):
+    suite = _load_script("run_suite")
+    assert suite.packs([0, 1, 2, 3, 4, 5, 6], 3) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert suite.packs([0, 1, 5, 6, 7], 5) == [[0, 1], [5, 6, 7]]          # a group's seeds are consecutive
+    assert suite.packs([2, 3], 1) == [[2], [3]]
+    root = tmp_path / "suite"
+    synthetic.write_run(root, "boxing", 0, 1.0, group="seeds_0-2")
+    (root / "boxing" / "seeds_0-2" / "done.json").write_text("{}")            # the group finished: skipped
+    assert suite.main(["--suite=atari100k", "--seeds=0-6", f"--root={root}", "--seeds_per_process=3",
+                       "--tasks=boxing,krull", "--dry_run"]) == 0
+    captured = capsys.readouterr()
+    r = root.resolve()
+    assert captured.out.splitlines() == [
+        f"python -m twister_jax.train --config=configs/atari.py:boxing --workdir={r}/boxing/seeds_3-5 "
+        "--config.seed=3 --config.num_seeds=3",
+        f"python -m twister_jax.train --config=configs/atari.py:boxing --workdir={r}/boxing/seed_6 --config.seed=6",
+        f"python -m twister_jax.train --config=configs/atari.py:krull --workdir={r}/krull/seeds_0-2 "
+        "--config.seed=0 --config.num_seeds=3",
+        f"python -m twister_jax.train --config=configs/atari.py:krull --workdir={r}/krull/seeds_3-5 "
+        "--config.seed=3 --config.num_seeds=3",
+        f"python -m twister_jax.train --config=configs/atari.py:krull --workdir={r}/krull/seed_6 --config.seed=6"]
+    assert "skip boxing/seeds_0-2" in captured.err and "6 processes (14 runs): 5 to start" in captured.err
+
+
+def test_run_suite_slurm_script(tmp_path, capsys):
+    """The job-array script runs array task i's exact command (quoting kept), logs per task, skips a
+    finished task; the fake `python` on PATH records its arguments instead of training."""
+    suite = _load_script("run_suite")
+    root, script = tmp_path / "suite", tmp_path / "job.sbatch"
+    extra = "--config.log_every=7 --config.env.task='two words'"
+    assert suite.main(["--suite=dmc", "--seeds=0-3", f"--root={root}", "--seeds_per_process=2",
+                       "--tasks=walker_walk", "--launcher=slurm", f"--slurm_script={script}", f"--extra={extra}",
+                       "--slurm_max_running=4", "--slurm_partition=gpu"]) == 0
+    assert f"sbatch {script}" in capsys.readouterr().out
+    text = script.read_text()
+    for line in ("#SBATCH --array=0-1%4", "#SBATCH --partition=gpu", "#SBATCH --requeue",
+                 "#SBATCH --signal=B:TERM@300", "#SBATCH --gres=gpu:1"):
+        assert line in text.splitlines()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text("#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done > \"$ARGS_OUT\"\n")
+    (bin_dir / "python").chmod(0o755)
+    jobs = suite.plan("dmc", [0, 1, 2, 3], root.resolve(), ["walker_walk"], ("--config.log_every=7",
+                      "--config.env.task=two words"), per_process=2)
+    for i, job in enumerate(jobs):
+        env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_ARRAY_TASK_ID": str(i),
+               "ARGS_OUT": str(tmp_path / f"args{i}")}
+        subprocess.run(["bash", str(script)], env=env, check=True)
+        assert (tmp_path / f"args{i}").read_text().splitlines() == list(job.argv[1:])
+        log = root / "_suite_logs" / f"walker_walk_seeds_{2 * i}-{2 * i + 1}.log"
+        assert f"array task {i}" in log.read_text()
+    job = jobs[1]
+    job.workdir.mkdir(parents=True)
+    (job.workdir / "done.json").write_text("{}")
+    (tmp_path / "args1").unlink()
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_ARRAY_TASK_ID": "1", "ARGS_OUT": str(tmp_path / "args1")}
+    out = subprocess.run(["bash", str(script)], env=env, check=True, capture_output=True, text=True).stdout
+    assert "is finished" in out and not (tmp_path / "args1").exists()
+
+
+def test_report_reads_packed_groups(tmp_path):
+    root = tmp_path / "atari"
+    for seed in (0, 1, 2):
+        synthetic.write_run(root, "boxing", seed, 10.0 * (seed + 1), group="seeds_0-2")
+    synthetic.write_run(root, "boxing", 3, 40.0)                        # a solo run beside the group
+    synthetic.write_run(root, "boxing", 1, 99.0, group="seeds_1-2")    # seed 1 again: counted once
+    (root / "boxing" / "seeds_0-2" / "checkpoints").mkdir()             # the group's own files
+    assert report_lib.infer_suite(root) == "atari100k"
+    tree = runs_lib.scan(root, "atari100k")
+    assert [(r.seed, r.final_return) for r in tree.runs["boxing"]] == [(0, 10.0), (1, 20.0), (2, 30.0), (3, 40.0)]
+    excluded = {e.name: e.reason for e in tree.excluded}
+    assert excluded["boxing/seeds_1-2/seed_1"] == "seed 1 is already counted from boxing/seeds_0-2/seed_1"
+    assert not any("checkpoints" in name for name in excluded)

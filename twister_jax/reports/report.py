@@ -46,7 +46,8 @@ class Report:
 
 
 def infer_suite(root) -> str:
-    """The report suite most run configs under root (`<task>/seed_<n>/config.json`) belong to.
+    """The report suite most run configs under root (`<task>/seed_<n>/config.json`, also in group folders
+    `<task>/seeds_<a>-<b>/seed_<n>/`) belong to.
 
     Runs of the other suite are then left out by `runs.scan` and named in the report.
 
@@ -55,7 +56,9 @@ def infer_suite(root) -> str:
       pass the suite explicitly.
     """
     counts: dict[str, int] = {}
-    for cfg in pathlib.Path(root).glob("*/seed_*/config.json"):
+    root = pathlib.Path(root)
+    configs = [*root.glob("*/seed_*/config.json"), *root.glob("*/seeds_*/seed_*/config.json")]
+    for cfg in configs:
         try:
             env = json.loads(cfg.read_text())
             suite = env.get("env.suite") or env.get("env", {}).get("suite")

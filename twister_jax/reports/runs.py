@@ -1,5 +1,10 @@
 """Reads a suite's run tree `ROOT/<task>/seed_<n>/` (docs/interfaces.md §6) into final scores.
 
+Runs of a process that trained several seeds (`config.num_seeds`, packed by `experiments/run_suite.py`)
+live one level deeper, in `ROOT/<task>/seeds_<a>-<b>/seed_<n>/`, and count the same. A seed found twice
+under one task (e.g. a solo run and a group's run) counts once, the first in path order; the other is
+excluded by name.
+
 Each run directory holds `config.json` (resolved config; `env.suite`, `env.task`), `scores.jsonl`
 (one row per evaluation: step, env_steps, frames, return_mean, return_std, episodes, returns,
 length_mean) and, once the run has finished, `done.json` (written last, atomically).
@@ -24,6 +29,26 @@ import re
 from twister_jax.reports import scores as scores_lib
 
 _SEED_DIR = re.compile(r"^seed_(\d+)$")
+_GROUP_DIR = re.compile(r"^seeds_(\d+)-(\d+)$")   # a process that trained several seeds (config.num_seeds)
+
+
+def seed_dirs(task_dir: pathlib.Path) -> tuple[list[tuple[int, pathlib.Path]], list[pathlib.Path]]:
+    """The `seed_<n>` run directories of a task folder, also inside group folders `seeds_<a>-<b>/`,
+    and the other child folders (not runs).
+
+    Returns:
+      ([(seed, path)] sorted by seed then path, [other folders]).
+    """
+    found, others = [], []
+    for child in sorted(p for p in task_dir.iterdir() if p.is_dir()):
+        if _SEED_DIR.match(child.name):
+            found.append((int(_SEED_DIR.match(child.name).group(1)), child))
+        elif _GROUP_DIR.match(child.name):
+            found += [(int(_SEED_DIR.match(g.name).group(1)), g) for g in sorted(child.iterdir())
+                      if g.is_dir() and _SEED_DIR.match(g.name)]
+        else:
+            others.append(child)
+    return sorted(found), others
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,20 +184,22 @@ def scan(root, suite: str, skip: tuple = ()) -> RunTree:
             dir_task = scores_lib.normalize_task(suite, task_dir.name)
         except ValueError:
             dir_task = None
-        children = sorted(p for p in task_dir.iterdir() if p.is_dir())
-        seed_dirs = [(int(_SEED_DIR.match(p.name).group(1)), p) for p in children if _SEED_DIR.match(p.name)]
-        if not seed_dirs:
+        found, others = seed_dirs(task_dir)
+        if not found:
             excluded.append(Excluded(task_dir.name, "no seed_<n> run directories"))
             continue
-        for p in children:
-            if not _SEED_DIR.match(p.name):
-                excluded.append(Excluded(f"{task_dir.name}/{p.name}", "not a seed_<n> run directory"))
-        for seed, seed_dir in sorted(seed_dirs):
-            rel = f"{task_dir.name}/{seed_dir.name}"
+        for p in others:
+            excluded.append(Excluded(f"{task_dir.name}/{p.name}", "not a seed_<n> run directory"))
+        counted: dict[int, str] = {}
+        for seed, seed_dir in found:
+            rel = seed_dir.relative_to(root).as_posix()
             result = _read_run(seed_dir, rel, suite, dir_task, seed)
             if isinstance(result, Excluded):
                 excluded.append(result)
+            elif seed in counted:
+                excluded.append(Excluded(rel, f"seed {seed} is already counted from {counted[seed]}"))
             else:
+                counted[seed] = rel
                 runs.setdefault(result.task, []).append(result)
     for task_runs in runs.values():
         task_runs.sort(key=lambda r: r.seed)

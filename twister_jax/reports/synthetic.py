@@ -14,15 +14,16 @@ from twister_jax.reports import scores as scores_lib
 
 def write_run(root, task: str, seed: int, final_return: float, *, suite: str = "atari100k",
               evals: int = 3, finished: bool = True, env_suite: str | None = None,
-              steps_per_eval: int = 10_000) -> pathlib.Path:
-    """Writes ROOT/<task>/seed_<seed>/ whose last evaluation has `return_mean == final_return`.
+              steps_per_eval: int = 10_000, group: str | None = None) -> pathlib.Path:
+    """Writes ROOT/<task>/seed_<seed>/ (or ROOT/<task>/<group>/seed_<seed>/, a run of a process that
+    trained several seeds) whose last evaluation has `return_mean == final_return`.
 
     Earlier evaluations ramp linearly from 0 to the final return. `env_suite` overrides the config's
     `env.suite` (e.g. to fake a run of another suite in this folder).
     """
     suite = scores_lib.normalize_suite(suite)
     repeat = 4 if suite == "atari100k" else 2
-    run = pathlib.Path(root) / task / f"seed_{seed}"
+    run = pathlib.Path(root) / task / (group or "") / f"seed_{seed}"
     run.mkdir(parents=True, exist_ok=True)
     config = {"seed": seed, "env": {"suite": env_suite or scores_lib.SUITES[suite], "task": task,
                                     "action_repeat": repeat}}
