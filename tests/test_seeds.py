@@ -148,20 +148,15 @@ def test_group_resume_after_sigkill_equals_uninterrupted(discrete):
 
 
 # ------------------------------------------------------------------ 8 emulated devices (fresh compiles)
-DEVICE_SCRIPT = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, {tests!r})
-    import numpy as np, jax
-    jax.config.update("jax_default_matmul_precision", "highest")
-    jax.config.update("jax_threefry_partitionable", True)
-    from config_utils import tiny_config
+def _step_results(group: bool, steps: int = 2) -> dict:
+    """Run i's params, last metrics and one sampled action after `steps` train steps of the group
+    (`run<i>/...`) or of solo agents for seeds 0 and 1 (`solo<i>/...`), from fixed batches."""
+    import jax
     from test_agent import smooth_batch
     from twister_jax import agent as agent_lib
 
-    assert jax.device_count() == {devices}, jax.devices()
-    out = {{}}
-    seeds = (0, 1)
-    base = [jax.random.key(s) for s in seeds]
+    out = {}
+    base = [jax.random.key(s) for s in (0, 1)]
     cfg = tiny_config("fake", batch_size=8)
     batches = [smooth_batch(cfg, seed=3 + i) for i in range(2)]
     n = cfg.env.num_envs
@@ -170,52 +165,67 @@ DEVICE_SCRIPT = textwrap.dedent("""
 
     def record(prefix, state, metrics, action):
         for k, v in jax.device_get(metrics).items():
-            out[f"{{prefix}}/metric/{{k}}"] = np.asarray(v)
-        out[f"{{prefix}}/params"] = np.concatenate([np.ravel(x) for x in jax.tree.leaves(jax.device_get(state.params))])
-        out[f"{{prefix}}/action"] = np.asarray(action)
+            out[f"{prefix}/metric/{k}"] = np.asarray(v)
+        out[f"{prefix}/params"] = np.concatenate([np.ravel(x) for x in jax.tree.leaves(jax.device_get(state.params))])
+        out[f"{prefix}/action"] = np.asarray(action)
 
-    group = agent_lib.make_agent(tiny_config("fake", batch_size=8, num_seeds=2))
-    assert group.mesh.devices.size == {devices} and group.num_runs == 2
-    state = group.init_state(jax.numpy.stack(base))
-    batch = {{k: np.stack([b[k] for b in batches]) for k in batches[0]}}
-    for _ in range({steps}):
-        state, metrics = group.train_step(state, batch, jax.numpy.stack(base))
-    act, action = group.policy_step(state.params, group.init_act_state(n), images, firsts, jax.numpy.stack(base))
-    for i in range(2):
-        record(f"run{{i}}", agent_lib.take_run(state, i), agent_lib.take_run(metrics, i), action[i])
-    if {devices} == 1:
-        solo = agent_lib.make_agent(cfg)
+    if group:
+        agent = agent_lib.make_agent(tiny_config("fake", batch_size=8, num_seeds=2))
+        assert agent.num_runs == 2
+        keys = jax.numpy.stack(base)
+        state = agent.init_state(keys)
+        batch = {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+        for _ in range(steps):
+            state, metrics = agent.train_step(state, batch, keys)
+        _, action = agent.policy_step(state.params, agent.init_act_state(n), images, firsts, keys)
         for i in range(2):
-            s = solo.init_state(base[i])
-            for _ in range({steps}):
-                s, m = solo.train_step(s, batches[i], base[i])
-            _, a = solo.policy_step(s.params, solo.init_act_state(n), images[i], firsts[i], base[i])
-            record(f"solo{{i}}", s, m, a)
-    np.savez({out_path!r}, **out)
+            record(f"run{i}", agent_lib.take_run(state, i), agent_lib.take_run(metrics, i), action[i])
+        out["devices"] = np.asarray(agent.mesh.devices.size)
+        return out
+    solo = agent_lib.make_agent(cfg)
+    for i in range(2):
+        state = solo.init_state(base[i])
+        for _ in range(steps):
+            state, metrics = solo.train_step(state, batches[i], base[i])
+        _, action = solo.policy_step(state.params, solo.init_act_state(n), images[i], firsts[i], base[i])
+        record(f"solo{i}", state, metrics, action)
+    return out
+
+
+DEVICE_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    import numpy as np, jax
+    jax.config.update("jax_default_matmul_precision", "highest")
+    jax.config.update("jax_threefry_partitionable", True)
+    assert jax.device_count() == 8, jax.devices()
+    from test_seeds import _step_results
+    np.savez({out_path!r}, **_step_results(group=True))
     print("DONE")
 """)
 
 
-def _device_run(devices, out_path):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
-    if devices > 1:  # multi-device executables from the persistent cache can deadlock (tests/test_sharding_train.py)
-        env.pop("JAX_COMPILATION_CACHE_DIR", None)
-        env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
-        flags.append(f"--xla_force_host_platform_device_count={devices}")
-    env["XLA_FLAGS"] = " ".join(flags)
-    code = DEVICE_SCRIPT.format(tests=str(REPO / "tests"), devices=devices, steps=2, out_path=str(out_path))
-    r = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0 and "DONE" in r.stdout, f"{devices} devices:\n{r.stderr[-4000:]}"
-    return np.load(out_path)
-
-
 def test_group_on_eight_devices_equals_one(tmp_path):
-    one, eight = _device_run(1, tmp_path / "one.npz"), _device_run(8, tmp_path / "eight.npz")
+    """The group on 8 emulated devices (mesh runs=2 x data=4, a fresh-compile subprocess: multi-device
+    executables from the persistent cache can deadlock, tests/test_sharding_train.py) equals, run by
+    run, solo agents of seeds 0 and 1 on this process's one device. (The group on one device equals
+    the solo runs by the exactness tests above.)"""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
+    env["XLA_FLAGS"] = " ".join(flags + ["--xla_force_host_platform_device_count=8"])
+    out_path = tmp_path / "eight.npz"
+    proc = subprocess.Popen([sys.executable, "-c", DEVICE_SCRIPT.format(tests=str(REPO / "tests"), out_path=str(out_path))],
+                            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    one = _step_results(group=False)  # meanwhile, here (persistent cache)
+    stdout, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == 0 and "DONE" in stdout, stderr[-4000:]
+    eight = np.load(out_path)
+    assert int(eight["devices"]) == 8
     for i in range(2):
-        keys = [k for k in one.files if k.startswith(f"solo{i}/")]
+        keys = [k for k in one if k.startswith(f"solo{i}/")]
         assert any("/metric/" in k for k in keys)
         for k in keys:
-            for got in (one, eight):
-                np.testing.assert_allclose(got[k.replace("solo", "run", 1)], one[k], rtol=2e-4, atol=2e-5, err_msg=k)
-    assert not np.allclose(one["run0/params"], one["run1/params"])
+            np.testing.assert_allclose(eight[k.replace("solo", "run", 1)], one[k], rtol=2e-4, atol=2e-5, err_msg=k)
+    assert not np.allclose(eight["run0/params"], eight["run1/params"])
