@@ -63,6 +63,8 @@ def _parse(argv=None):
     p.add_argument("--steps", type=int, default=10, help="timed steps per row (after one warm-up step)")
     p.add_argument("--no-split", action="store_true", help="skip the world-model / imagination split")
     p.add_argument("--precision", default="highest", help="config.matmul_precision (highest or default)")
+    p.add_argument("--num_seeds", default="1",
+                   help="comma list of group sizes R (config.num_seeds): one vmapped step over R runs")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     p.add_argument("--row", default=None, help=argparse.SUPPRESS)   # internal: SIZE:DTYPE in a subprocess
     return p.parse_args(argv)
@@ -91,8 +93,8 @@ def _timed(fn, args, steps, carry=None):
     return statistics.median(times), out
 
 
-def run_row(size: str, dtype: str, steps: int, split: bool, precision: str) -> dict:
-    """One row, in this process."""
+def run_row(size: str, dtype: str, steps: int, split: bool, precision: str, num_seeds: int = 1) -> dict:
+    """One row, in this process (`num_seeds` R > 1: the group agent, R stacked runs, no split)."""
     import jax
     import numpy as np
 
@@ -104,8 +106,11 @@ def run_row(size: str, dtype: str, steps: int, split: bool, precision: str) -> d
     with config.unlocked():
         config.compute_dtype = dtype
         config.matmul_precision = precision
+        config.num_seeds = int(num_seeds)
     agent = agent_lib.make_agent(config)
-    state = agent.init_state(jax.random.key(config.seed))
+    r = int(num_seeds)
+    keys = [jax.random.key(config.seed + i) for i in range(r)]
+    state = agent.init_state(jax.numpy.stack(keys) if r > 1 else keys[0])
     rng = np.random.default_rng(0)
     b, t, a = config.batch_size, config.seq_len, config.env.num_actions
     dist = agent.dist
@@ -120,8 +125,13 @@ def run_row(size: str, dtype: str, steps: int, split: bool, precision: str) -> d
                   "reward": rng.normal(size=(b, t)).astype(np.float32), "is_first": is_first,
                   "is_terminal": np.zeros((b, t), bool)}
     action[is_first] = 0.0
-    batch = sharding.global_batch(host_batch, agent.mesh)
-    key = jax.random.key(1)
+    if r == 1:
+        batch = sharding.global_batch(host_batch, agent.mesh)
+        key = jax.random.key(1)
+    else:  # R runs: the same frames in every run (the step's cost does not depend on their values)
+        batch = {k: jax.device_put(np.stack([v] * r), sharding.run_batch_sharded(agent.mesh))
+                 for k, v in host_batch.items()}
+        key = jax.numpy.stack(keys)
     step_jit = [c.cell_contents for c in agent.train_step.__closure__
                 if hasattr(c.cell_contents, "lower")][0]          # the jitted `updates.train_step`
 
@@ -132,11 +142,12 @@ def run_row(size: str, dtype: str, steps: int, split: bool, precision: str) -> d
     def carry(args, out):
         return (out[0],) + tuple(args[1:])
     step_s, (state, metrics) = _timed(compiled, (state, batch, key), steps, carry)
-    assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
-    row = {"size": size, "dtype": dtype, "B": b, "T": t, "H": config.imagination_horizon,
-           "compile_s": compile_s, "step_ms": 1e3 * step_s, "steps_per_s": 1.0 / step_s}
+    assert all(np.isfinite(np.asarray(v)).all() for v in metrics.values()), metrics
+    row = {"size": size, "dtype": dtype, "N": r, "B": b, "T": t, "H": config.imagination_horizon,
+           "compile_s": compile_s, "step_ms": 1e3 * step_s, "per_seed_ms": 1e3 * step_s / r,
+           "steps_per_s": 1.0 / step_s}
 
-    if split:
+    if split and r == 1:
         # The pieces as `updates.train_step` runs them (same functions, same keys).
         from twister_jax import updates
         spec = agent_lib.AgentSpec.from_config(config)
@@ -174,9 +185,17 @@ def _fmt(row, key, fmt):
 
 def main(argv=None):
     args = _parse(argv)
+    try:
+        seeds = [int(x) for x in str(args.num_seeds).split(",")]
+        if not seeds or min(seeds) < 1:
+            raise ValueError
+    except ValueError:
+        print(f"error: --num_seeds={args.num_seeds}: expected a comma list of positive integers, e.g. 1,2,4,8",
+              file=sys.stderr)
+        sys.exit(2)
     if args.row:
-        size, dtype = args.row.split(":")
-        row = run_row(size, dtype, args.steps, not args.no_split, args.precision)
+        size, dtype, n = args.row.split(":")
+        row = run_row(size, dtype, args.steps, not args.no_split, args.precision, int(n))
         print("ROW " + json.dumps(row), flush=True)
         return
     rows = []
@@ -184,30 +203,34 @@ def main(argv=None):
     env.pop("JAX_COMPILATION_CACHE_DIR", None)      # measure real compiles
     for size in args.sizes.split(","):
         for dtype in args.dtypes.split(","):
-            cmd = [sys.executable, __file__, "--row", f"{size}:{dtype}", "--steps", str(args.steps),
-                   "--precision", args.precision] + (["--no-split"] if args.no_split else [])
-            t0 = time.time()
-            res = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            lines = [l for l in res.stdout.splitlines() if l.startswith("ROW ")]
-            if res.returncode or not lines:
-                print(f"{size}/{dtype} failed ({time.time() - t0:.0f}s):\n{res.stderr[-3000:]}", file=sys.stderr)
-                continue
-            rows.append(json.loads(lines[-1][4:]))
-            print(f"# {size}/{dtype} done in {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
+            for n in seeds:
+                cmd = [sys.executable, __file__, "--row", f"{size}:{dtype}:{n}", "--steps", str(args.steps),
+                       "--precision", args.precision] + (["--no-split"] if args.no_split else [])
+                t0 = time.time()
+                res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                lines = [l for l in res.stdout.splitlines() if l.startswith("ROW ")]
+                if res.returncode or not lines:
+                    print(f"{size}/{dtype}/N={n} failed ({time.time() - t0:.0f}s):\n{res.stderr[-3000:]}",
+                          file=sys.stderr)
+                    continue
+                rows.append(json.loads(lines[-1][4:]))
+                print(f"# {size}/{dtype}/N={n} done in {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
     if not rows:
         sys.exit(1)
     print(f"device: {rows[0]['device']}   jax {rows[0]['jax']}   load: {os.getloadavg()[0]:.1f}   "
           f"steps timed per row: {args.steps}   peak: {rows[0]['peak_kind']}")
-    head = ("size", "dtype", "B", "T", "H", "compile_s", "step_ms", "wm_ms", "imag_ms", "ac_ms", "steps/s", "peak_MiB")
+    head = ("size", "dtype", "N", "B", "T", "H", "compile_s", "step_ms", "per_seed_ms", "wm_ms", "imag_ms", "ac_ms",
+            "steps/s", "peak_MiB")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
-        cells = [r["size"], r["dtype"], str(r["B"]), str(r["T"]), str(r["H"]), _fmt(r, "compile_s", ".1f"),
-                 _fmt(r, "step_ms", ".1f"), _fmt(r, "wm_ms", ".1f"), _fmt(r, "imag_ms", ".1f"),
+        cells = [r["size"], r["dtype"], str(r.get("N", 1)), str(r["B"]), str(r["T"]), str(r["H"]),
+                 _fmt(r, "compile_s", ".1f"), _fmt(r, "step_ms", ".1f"), _fmt(r, "per_seed_ms", ".1f"), _fmt(r, "wm_ms", ".1f"), _fmt(r, "imag_ms", ".1f"),
                  _fmt(r, "ac_ms", ".1f"), _fmt(r, "steps_per_s", ".3g"), _fmt(r, "peak_MiB", ".0f")]
         print("| " + " | ".join(cells) + " |")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(rows, indent=1))
+    print(json.dumps({"benchmark": "train_step", "load": os.getloadavg()[0], "rows": rows}), flush=True)
 
 
 if __name__ == "__main__":

@@ -89,4 +89,8 @@ def check_run(config, workdir, *, devices: bool = True) -> None:
     checkpoint.check_workdir_compatible(workdir, config)
     if devices:
         from twister_jax import sharding  # pylint: disable=import-outside-toplevel
+        import jax  # pylint: disable=import-outside-toplevel
+        if int(config.get("num_seeds", 1)) > 1 and jax.process_count() > 1:
+            raise PreflightError(f"config.num_seeds={config.num_seeds} runs a group of seeds in one process; "
+                                 f"with --multihost ({jax.process_count()} processes) use num_seeds=1")
         sharding.check_batch_size(int(config.batch_size), sharding.mesh_for(config))

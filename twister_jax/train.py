@@ -7,6 +7,9 @@ Flags:
   --workdir     the run directory; re-running the same command on it resumes from its newest checkpoint.
   --multihost   call `jax.distributed.initialize()` first (multi-host TPU/GPU); every host runs its own
                 environments and replay and feeds its share of the global batch.
+  --config.num_seeds=N  train the seeds seed .. seed+N-1 in this one process (a group, one vmapped
+                step; docs/architecture.md §9): run i writes `<workdir>/seed_<seed+i>/`, the checkpoints
+                and replays live once in `<workdir>`.
   --allow_empty_replay   resume a checkpoint whose replay files are missing or damaged with an empty
                 replay (the train state is kept); without it such a run stops, naming the files.
 
