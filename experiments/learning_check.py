@@ -11,6 +11,7 @@ seeds), and writes into --out:
   summary.json   {"tasks": [{task, seeds, env_steps, final_mean, random_mean, p_value, ...}], command, ...}
   curves.png     learning curves (greedy return vs env steps per seed, their mean, the random mean)
   runs/<task>/seed_<s>/   the training runs (run-directory contract); logs/<task>_seed_<s>.log
+                 (with --seeds_per_process=N: runs/<task>/seeds_<a>-<b>/seed_<s>/, one process per pack)
   random/<task>.json      the random policy's episodes
 
 Runs whose done.json exists are skipped and interrupted runs resume, so re-running the same command
@@ -48,6 +49,8 @@ def parse_args(argv=None):
                    f"(default {DEFAULT_ENV_STEPS['atari']} on Atari, {DEFAULT_ENV_STEPS['dmc']} on DMC)")
     p.add_argument("--evals", type=int, default=4, help="evaluations along the way (the last at the end)")
     p.add_argument("--random_episodes", type=int, default=30, help="episodes of the random policy per task")
+    p.add_argument("--seeds_per_process", type=int, default=1,
+                   help="consecutive seeds trained by one process (config.num_seeds, one vmapped step)")
     p.add_argument("--parallel", type=int, default=os.cpu_count() or 1, help="training processes at once")
     p.add_argument("--report_only", action="store_true", help="only rebuild the report from the runs there")
     return p.parse_args(argv)
@@ -59,8 +62,9 @@ def _fail(msg: str):
 
 
 def plan(args) -> list[dict]:
-    """One entry per (task, seed): the train command and its workdir. Raises SystemExit(2) on bad input."""
+    """One entry per (task, seed pack): the train command and its workdir. Raises SystemExit(2) on bad input."""
     from twister_jax.config_files import load_config
+    from twister_jax.suites import seed_packs
 
     budgets = {}
     for item in filter(None, args.env_steps.split(",")):
@@ -78,6 +82,8 @@ def plan(args) -> list[dict]:
         _fail(f"--env_steps names {sorted(unknown)}, not among --tasks={args.tasks}")
     if args.evals < 1:
         _fail(f"--evals={args.evals} must be at least 1")
+    if args.seeds_per_process < 1:
+        _fail(f"--seeds_per_process={args.seeds_per_process} must be at least 1")
     out, entries = pathlib.Path(args.out), []
     for task in tasks:
         try:
@@ -88,14 +94,15 @@ def plan(args) -> list[dict]:
         budget = budgets.get(task, DEFAULT_ENV_STEPS[config.env.suite])
         steps = max(1, int(round(budget / per_step)))
         eval_every = max(1, steps // args.evals)
-        for seed in seeds:
-            workdir = out / "runs" / task / f"seed_{seed}"
+        for pack in seed_packs(sorted(set(seeds)), args.seeds_per_process):
+            name = f"seed_{pack[0]}" if len(pack) == 1 else f"seeds_{pack[0]}-{pack[-1]}"
+            workdir = out / "runs" / task / name
             cmd = [sys.executable, "-m", "twister_jax.train", f"--config=configs/small.py:{task}",
-                   f"--workdir={workdir}", f"--config.seed={seed}", f"--config.num_train_steps={steps}",
+                   f"--workdir={workdir}", f"--config.seed={pack[0]}", f"--config.num_train_steps={steps}",
                    f"--config.eval_every={eval_every}", f"--config.checkpoint_every={eval_every}",
-                   f"--config.figure_every={eval_every}"]
-            entries.append({"task": task, "seed": seed, "workdir": workdir, "cmd": cmd,
-                            "log": out / "logs" / f"{task}_seed_{seed}.log"})
+                   f"--config.figure_every={eval_every}"] + ([f"--config.num_seeds={len(pack)}"] if len(pack) > 1 else [])
+            entries.append({"task": task, "name": name, "workdir": workdir, "cmd": cmd,
+                            "log": out / "logs" / f"{task}_{name}.log"})
     return entries
 
 
@@ -107,7 +114,7 @@ def train_all(entries: list[dict], parallel: int) -> list[str]:
         while todo and len(running) < parallel:
             e = todo.pop(0)
             e["log"].parent.mkdir(parents=True, exist_ok=True)
-            print(f"start {e['task']} seed {e['seed']}: {shlex.join(e['cmd'])}", flush=True)
+            print(f"start {e['task']}/{e['name']}: {shlex.join(e['cmd'])}", flush=True)
             with open(e["log"], "ab") as log:
                 proc = subprocess.Popen(e["cmd"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
             running.append((e, proc, time.time()))
@@ -118,9 +125,9 @@ def train_all(entries: list[dict], parallel: int) -> list[str]:
                 continue
             running.remove(item)
             status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}, see {e['log']})"
-            print(f"{status}: {e['task']} seed {e['seed']} after {(time.time() - t0) / 60:.1f} min", flush=True)
+            print(f"{status}: {e['task']}/{e['name']} after {(time.time() - t0) / 60:.1f} min", flush=True)
             if proc.returncode != 0:
-                failures.append(f"{e['task']} seed {e['seed']}: exit {proc.returncode} ({e['log']})")
+                failures.append(f"{e['task']}/{e['name']}: exit {proc.returncode} ({e['log']})")
     return failures
 
 

@@ -49,6 +49,7 @@ from typing import NamedTuple
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 from twister_jax.reports import scores as scores_lib
+from twister_jax.suites import seed_packs
 
 CONFIG_FILES = {"atari100k": "configs/atari.py", "dmc": "configs/dmc.py"}
 
@@ -88,24 +89,13 @@ class Job(NamedTuple):
         return f"{self.task}/{self.workdir.name}"
 
 
-def packs(seeds: list[int], per_process: int) -> list[list[int]]:
-    """Sorted seeds -> runs of at most `per_process` consecutive seeds (a group trains seed..seed+N-1)."""
-    out: list[list[int]] = []
-    for s in seeds:
-        if out and s == out[-1][-1] + 1 and len(out[-1]) < per_process:
-            out[-1].append(s)
-        else:
-            out.append([s])
-    return out
-
-
 def plan(suite: str, seeds: list[int], root: pathlib.Path, tasks=None, extra=(), per_process: int = 1) -> list[Job]:
     """A Job for every task x seed pack, in suite order then seed."""
     suite = scores_lib.normalize_suite(suite)
     names = [scores_lib.normalize_task(suite, t) for t in tasks] if tasks else scores_lib.SUITE_TASKS[suite]
     jobs = []
     for task in names:
-        for pack in packs(seeds, per_process):
+        for pack in seed_packs(seeds, per_process):
             if len(pack) == 1:
                 workdir, group = root / task / f"seed_{pack[0]}", []
             else:

@@ -56,7 +56,7 @@ def test_report_from_a_run_tree(tmp_path, capsys):
     rng = np.random.default_rng(1)
     for seed in (0, 1):
         _write_run(out / "runs" / "boxing" / f"seed_{seed}", seed, rng.normal(20.0, 3.0, 10))
-        _write_run(out / "runs" / "krull" / f"seed_{seed}", seed, rng.normal(1.0, 3.0, 10))
+        _write_run(out / "runs" / "krull" / "seeds_0-1" / f"seed_{seed}", seed, rng.normal(1.0, 3.0, 10))  # a group
     _write_run(out / "runs" / "krull" / "seed_2", 2, [50.0] * 10, finished=False)   # unfinished: left out
     (out / "random").mkdir(parents=True)
     for task in ("boxing", "krull"):
@@ -72,7 +72,8 @@ def test_report_from_a_run_tree(tmp_path, capsys):
     assert by_task["boxing"]["p_value"] < 1e-6 and by_task["boxing"]["learned"]
     assert by_task["boxing"]["env_steps"] == 200
     assert by_task["krull"]["p_value"] > 0.05 and not by_task["krull"]["learned"]
-    assert by_task["krull"]["seeds_unfinished"] == [2]
+    assert by_task["krull"]["seeds_unfinished"] == [2] and by_task["krull"]["seeds"] == [0, 1]
+    assert by_task["boxing"]["wall_time_s"] == 24.0 and by_task["krull"]["wall_time_s"] == 12.0  # a group: once
     assert (out / "curves.png").stat().st_size > 1000
     assert "| boxing | 2 | 200 |" in (out / "report.md").read_text()
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["learning_check"][0]["task"] == "boxing"

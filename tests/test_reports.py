@@ -247,9 +247,9 @@ def test_run_suite_finds_gpus(tmp_path, monkeypatch):
 
 def test_run_suite_packs_seeds(tmp_path, capsys):
     suite = _load_script("run_suite")
-    assert suite.packs([0, 1, 2, 3, 4, 5, 6], 3) == [[0, 1, 2], [3, 4, 5], [6]]
-    assert suite.packs([0, 1, 5, 6, 7], 5) == [[0, 1], [5, 6, 7]]          # a group's seeds are consecutive
-    assert suite.packs([2, 3], 1) == [[2], [3]]
+    assert suite.seed_packs([0, 1, 2, 3, 4, 5, 6], 3) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert suite.seed_packs([0, 1, 5, 6, 7], 5) == [[0, 1], [5, 6, 7]]     # a group's seeds are consecutive
+    assert suite.seed_packs([2, 3], 1) == [[2], [3]]
     root = tmp_path / "suite"
     synthetic.write_run(root, "boxing", 0, 1.0, group="seeds_0-2")
     (root / "boxing" / "seeds_0-2" / "done.json").write_text("{}")            # the group finished: skipped

@@ -69,3 +69,15 @@ def normalize_dmc_task(name: str) -> str:
     if key not in lookup:
         raise ValueError(f"unknown DMC task {name!r}; allowed tasks: {', '.join(DMC_TASKS)}")
     return lookup[key]
+
+
+def seed_packs(seeds: list[int], per_process: int) -> list[list[int]]:
+    """Sorted seeds -> packs of at most `per_process` consecutive seeds, one training process each
+    (a process with `config.num_seeds = n` trains `seed, ..., seed + n - 1`)."""
+    out: list[list[int]] = []
+    for s in seeds:
+        if out and s == out[-1][-1] + 1 and len(out[-1]) < per_process:
+            out[-1].append(s)
+        else:
+            out.append([s])
+    return out

@@ -102,8 +102,18 @@ def task_summary(task: str, runs: list[dict], random: dict) -> dict:
         "diff_ci95": [lo, hi],
         "seeds_above_random": int(sum(v > random_mean for v in per_seed.values())),
         "learned": bool(p < ALPHA),
-        "wall_time_s": float(sum(r["wall_time"] or 0.0 for r in finished)),
+        "wall_time_s": _process_wall_time(finished),
     }
+
+
+def _process_wall_time(runs: list[dict]) -> float:
+    """Training wall time summed over processes: the runs of one group (`seeds_<a>-<b>/seed_<s>`) share it."""
+    per_process: dict[str, float] = {}
+    for r in runs:
+        d = pathlib.Path(r["dir"])
+        key = str(d.parent) if d.parent.name.startswith("seeds_") else str(d)
+        per_process[key] = max(per_process.get(key, 0.0), r["wall_time"] or 0.0)
+    return float(sum(per_process.values()))
 
 
 def curves_png(path, tasks: list[dict], runs: dict) -> None:
