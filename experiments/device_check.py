@@ -18,14 +18,16 @@ Sections (each reuses a benchmark of `experiments/`, nothing is measured twice i
    agent, full config) + the compile time. Not in it: the 11 evaluations (10,000-step interval and
    the last step, 100 greedy episodes each) and the 50 checkpoints; the reduced version projects the
    host floor alone (100,000 x the null agent's time per iteration), a lower bound of any run here;
-7. seeds per process: with `config.num_seeds` in this version, loop rows for N = 1 and 5 seeds in
-   one process (the real agent, time per iteration and per seed); without the key, the line says so.
+7. seeds per process (`config.num_seeds`): rows for N = 1 and 5 seeds in one process, time per
+   iteration and per seed: the real-agent loop at full config (N = 1 is the loop row of section 4);
+   reduced: the tiny train step of N stacked runs. Without the key (an older version) the line
+   says so.
 
 Reduced version (chosen automatically when the default backend is the CPU, or with --reduced): the
 tiny widths (configs/tiny.py) for the train and policy steps (float32 only, no split, in this
-process: a persistent compile cache applies when one is configured), 300 null-agent
-loop steps on Alien at the full config, no real-agent loop and no seed rows (they take minutes per
-row on a CPU). It exists so that the default tests run this script (tests/test_device_check.py).
+process: a persistent compile cache applies when one is configured), 300 null-agent loop steps on
+Alien at the full config, no real-agent loop (minutes per row on a CPU), seed rows of the tiny train
+step. It exists so that the default tests run this script (tests/test_device_check.py).
 A section that fails prints its error in its row and the check goes on; a section that would pass
 the time budget (--budget_s, default 480 s) is skipped with that reason.
 """
@@ -167,6 +169,12 @@ def main(argv=None):
 
     backend = jax.default_backend()
     reduced = args.reduced or backend == "cpu"
+    cache_tmp = None
+    if backend != "cpu" and not jax.config.jax_compilation_cache_dir:
+        # in this process the same policy step is compiled by two sections: the second loads it
+        # (the train-step rows run in subprocesses without a cache and time real compiles)
+        cache_tmp = tempfile.TemporaryDirectory(prefix="device_check_cache_")
+        jax.config.update("jax_compilation_cache_dir", cache_tmp.name)
     loop_steps = args.loop_steps or (300 if reduced else 1000)
     chk = Check(args.budget_s)
     dev = jax.devices()[0]
@@ -234,18 +242,26 @@ def main(argv=None):
 
     def seeds():
         for n in (1, 5):
-            res = benchmark_loop.run(max(loop_steps // 4, 50), repeats=1, real=True, size="full", num_seeds=n)
-            ms = res["ms_per_step"]["total"]
-            chk.fields.setdefault("seeds", []).append({"num_seeds": n, "loop_ms": ms, "loop_ms_per_seed": ms / n})
-            chk.add(f"seeds per process: {n}", f"{ms:.2f} ms/iteration", f"{ms / n:.2f} ms per seed and gradient step")
+            if reduced:  # the tiny train step of n stacked runs (one vmapped step)
+                if n == 1 and chk.fields.get("train_step"):
+                    ms = chk.fields["train_step"][0]["step_ms"]
+                else:
+                    import benchmark_train_step
+                    ms = benchmark_train_step.run_row("tiny", "float32", 2, False, "highest", n)["step_ms"]
+                what = "tiny train step"
+            elif n == 1 and "loop_ms" in chk.fields:  # the real-agent loop row above is the one-seed row
+                ms, what = chk.fields["loop_ms"], "loop iteration"
+            else:
+                ms = benchmark_loop.run(max(loop_steps // 4, 50), repeats=1, real=True, size="full",
+                                        num_seeds=n)["ms_per_step"]["total"]
+                what = "loop iteration"
+            chk.fields.setdefault("seeds", []).append({"num_seeds": n, "what": what, "ms": ms, "ms_per_seed": ms / n})
+            chk.add(f"seeds per process: {n}", f"{ms:.2f} ms per {what}", f"{ms / n:.2f} ms per seed")
     if not num_seeds_available():
         chk.fields["seeds"] = None
         chk.add("seeds per process", "not in this version", "rows for N = 1, 5 appear once config.num_seeds exists")
-    elif reduced:
-        chk.fields["seeds"] = None
-        chk.add("seeds per process", "full version only", "rows for N = 1, 5 need minutes per row on a CPU")
     else:
-        chk.section("seeds per process", 150, seeds)
+        chk.section("seeds per process", 30 if reduced else 150, seeds)
 
     chk.fields["elapsed_s"] = time.time() - chk.t0
     print(f"device check ({chk.fields['mode']}), {chk.fields['elapsed_s']:.0f} s, load {os.getloadavg()[0]:.1f}")
@@ -254,6 +270,8 @@ def main(argv=None):
     for name, value, note in chk.rows:
         print(f"| {name} | {value} | {note} |")
     print(json.dumps({"device_check": chk.fields}), flush=True)
+    if cache_tmp is not None:
+        cache_tmp.cleanup()
 
 
 if __name__ == "__main__":

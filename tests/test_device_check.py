@@ -1,8 +1,9 @@
 """experiments/device_check.py: the reduced version (what a CPU runs) prints its table and JSON line.
 
-One subprocess (about a minute on 2 CPU cores): the tiny train step (compiled fresh by
-benchmark_train_step.py), the tiny policy step, 200 loop steps of the null agent on Alien at the
-full Atari config, and the projection. The full version needs a GPU/TPU and is not run here.
+One subprocess (about a minute on 2 CPU cores, less with a warm compile cache): the tiny train step
+(benchmark_train_step.run_row) alone and as a group of 5 seeds, the tiny policy step, 200 loop steps
+of the null agent on Alien at the full Atari config, and the projection. The full version needs a
+GPU/TPU and is not run here.
 """
 import json
 import os
@@ -30,11 +31,11 @@ def test_reduced_device_check_prints_table_and_json_line():
     assert set(split) >= {"env", "add", "sample", "h2d", "log", "act", "train", "rest", "total"}
     assert split["env"] > 0 and split["sample"] > 0 and split["total"] >= split["env"] + split["sample"]
     assert fields["projected_100k_host_floor_min"] == fields["host_floor_ms"] * 100_000 / 1e3 / 60
-    assert "seeds" in fields
+    assert [r["num_seeds"] for r in fields["seeds"]] == [1, 5] and all(r["ms_per_seed"] > 0 for r in fields["seeds"])
     table = "\n".join(lines[:-1])
     for name in ("| device |", "| jax / jaxlib |", "| compile (tiny, float32) |", "| train step (tiny, float32) |",
                  "| policy step latency |", "| loop host floor (null agent) |", "| peak memory |",
-                 "| projected Atari 100k host floor |", "| seeds per process"):
+                 "| projected Atari 100k host floor |", "| seeds per process: 1 |", "| seeds per process: 5 |"):
         assert name in table, (name, table)
 
 
