@@ -31,10 +31,14 @@ checkpoint and figures that the loop does at its last step are skipped by the be
 eval_every, checkpoint_every and figure_every are set beyond K so no other step does them).
 Logging every 100 steps is included, as in a real run. Progress is plain (non-tty) unless --tty.
 
-Measured (2-core CPU shared with another CPU-heavy job, load ~2-3; jax 0.10.2, ale-py 0.11;
-2026-11-30; null agent, Alien, full Atari config, K = 2000, medians of 3 repeats):
+Measured 2026-11-30, 2-core CPU shared with a CPU-heavy job and other tests (wall times inflated
+2-5x; `cpu` steadier), jax 0.10.2, ale-py 0.12.1; null agent, Alien, full Atari config, ms per step
+(full table and what changed: docs/architecture.md §8):
 
-  see the table in docs/architecture.md §8 (before / after the host-floor changes of issue 15).
+  before any change (bd8e7d7, K = 2000, median of 3, load 5.5): env 1.55, add 0.05, sample 3.16,
+      h2d 6.74, log 1.10, act 0.32, train 0.81, rest 2.71, total 16.4
+  interleaved A/B, K = 1000, 3 rounds x 2 repeats, load 11-16, before -> after:
+      total 27.4 -> 20.4, cpu 11.0 -> 8.4, h2d 8.2 -> 3.0, log 2.45 -> 0.59 (sample, env unchanged)
 
 Usage:
   python experiments/benchmark_loop.py                           # null agent, Alien, full config
