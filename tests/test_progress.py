@@ -89,3 +89,20 @@ def test_metric_log_resume_mixes_restored_and_packed_steps_exactly():
     plain.add({"loss": 2.5, "count": jnp.asarray(5, jnp.int32)})
     row = plain.row(2, 0, 0, 0, [], 0)
     assert row["loss"] == 2.0 and row["count"] == 4.0
+
+
+def test_metric_log_falls_back_to_dicts_when_packing_fails(monkeypatch, caplog):
+    import jax.numpy as jnp
+    from twister_jax import outputs
+
+    def refuse(*values):  # what jit says for scalars committed to different devices
+        raise ValueError("Received incompatible devices for jitted computation")
+    monkeypatch.setattr(outputs, "_pack", refuse)
+    steps = _steps(3, seed=2)
+    log = outputs.MetricLog()
+    for m in steps:
+        log.add({k: jnp.asarray(v) for k, v in m.items()})
+    assert [keys for keys, _ in log.pending] == [None, None, None]
+    assert sum("kept unpacked" in r.getMessage() for r in caplog.records) == 1   # said once
+    row = log.row(3, 0, 0, 0, [], 0)
+    assert {k: row[k] for k in steps[0]} == _expected_row(steps)

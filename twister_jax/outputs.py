@@ -92,14 +92,20 @@ class MetricLog:
         self.pending: list = []  # per step: (keys, packed float32 (K,) jax.Array) or (None, metrics dict)
         self.t_start = time.time()
         self._last = (time.time(), None, None)  # (time, step, env_steps) of the previous row
+        self._packing = True  # False once packing failed (values on different devices): keep dicts
 
     def add(self, metrics: dict) -> None:
         import jax
         values = tuple(metrics.values())
-        if values and all(isinstance(v, jax.Array) and v.shape == () and v.dtype == np.float32 for v in values):
-            self.pending.append((tuple(metrics), _pack(*values)))
-        else:
-            self.pending.append((None, metrics))
+        if (self._packing and values
+                and all(isinstance(v, jax.Array) and v.shape == () and v.dtype == np.float32 for v in values)):
+            try:
+                self.pending.append((tuple(metrics), _pack(*values)))
+                return
+            except Exception as exc:  # noqa: BLE001 - e.g. scalars committed to different devices
+                log.warning("metrics kept unpacked (%s: %s)", type(exc).__name__, str(exc).splitlines()[0][:200])
+                self._packing = False
+        self.pending.append((None, metrics))
 
     def _columns(self) -> tuple:
         """(keys, {key: values (steps,) in their own dtype}) of the pending steps, in one fetch."""
