@@ -45,6 +45,7 @@ Usage:
   python experiments/benchmark_loop.py --steps 1000 --repeats 3
   python experiments/benchmark_loop.py --real --size tiny --steps 200
   python experiments/benchmark_loop.py --real --size full --steps 1000   # on a GPU/TPU
+  python experiments/benchmark_loop.py --real --size full --num_seeds 5  # 5 seeds in one process
 """
 from __future__ import annotations
 
@@ -336,6 +337,7 @@ def _parse(argv=None):
     p.add_argument("--real", action="store_true", help="the real agent instead of the null agent")
     p.add_argument("--size", default=None, help="full (default for null) or tiny (default for --real)")
     p.add_argument("--tty", action="store_true", help="the tqdm progress bar instead of plain lines")
+    p.add_argument("--num_seeds", type=int, default=1, help="runs in one process (config.num_seeds; needs --real)")
     return p.parse_args(argv)
 
 
@@ -397,13 +399,15 @@ def main(argv=None):
         _fail(f"--warmup {args.warmup}: must be in [0, --steps)")
     if args.size not in (None, "full", "tiny"):
         _fail(f"--size {args.size!r}: allowed full, tiny")
+    if args.num_seeds < 1 or (args.num_seeds > 1 and not args.real):
+        _fail(f"--num_seeds {args.num_seeds}: must be 1, or more with --real")
     from twister_jax.suites import ATARI_GAMES, normalize_game
     try:
         normalize_game(args.game)
     except (ValueError, KeyError):
         _fail(f"--game {args.game!r}: allowed {', '.join(ATARI_GAMES)}")
     res = run(args.steps, warmup=args.warmup, repeats=args.repeats, game=args.game, real=args.real,
-              size=args.size, tty=args.tty)
+              size=args.size, tty=args.tty, num_seeds=args.num_seeds)
     print_table(res)
     print(json.dumps(res), flush=True)
 
