@@ -71,24 +71,37 @@ def _peak_mib() -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "max RSS of this process (CPU)"
 
 
-def train_step_rows(reduced: bool, timeout_s: float) -> list:
-    """Rows of experiments/benchmark_train_step.py: full: its command line (a subprocess per row, no
-    compile cache); reduced: its `run_row` in this process (a persistent compile cache, if one is
-    configured, applies)."""
+def train_step_rows(reduced: bool, time_left, reserve_s: float = 200.0) -> tuple[list, list]:
+    """Rows of experiments/benchmark_train_step.py, and notes on rows left out.
+
+    Full: its command line, one subprocess per dtype (bfloat16 first: the dtype of the speed target;
+    each row in its own compiler, no compile cache), float32 only if the time the bfloat16 row took
+    is still left after `reserve_s` for the later sections. Reduced: its `run_row` in this process (a persistent compile
+    cache, if one is configured, applies). `time_left()` -> seconds left of the budget.
+    """
     if reduced:
         import benchmark_train_step
-        return [benchmark_train_step.run_row("tiny", "float32", 2, False, "highest")]
-    with tempfile.TemporaryDirectory(prefix="device_check_") as tmp:
-        out = pathlib.Path(tmp) / "rows.json"
-        args = (["--sizes", "tiny", "--dtypes", "float32", "--steps", "2", "--no-split"] if reduced
-                else ["--sizes", "atari", "--dtypes", "float32,bfloat16", "--steps", "20"])
-        cmd = [sys.executable, str(EXPERIMENTS / "benchmark_train_step.py"), *args, "--json", str(out)]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
-        if res.returncode or not out.exists():
-            raise RuntimeError(f"benchmark_train_step failed (exit {res.returncode}): {res.stderr.strip()[-500:]}")
-        return json.loads(out.read_text())
+        return [benchmark_train_step.run_row("tiny", "float32", 2, False, "highest")], []
+    rows, notes, took = [], [], 0.0
+    for dtype in ("bfloat16", "float32"):
+        if rows and time_left() - reserve_s < took:
+            notes.append(f"{dtype} row skipped: the bfloat16 row took {took:.0f} s, "
+                         f"{max(time_left() - reserve_s, 0):.0f} s left for it")
+            break
+        t0 = time.time()
+        with tempfile.TemporaryDirectory(prefix="device_check_") as tmp:
+            out = pathlib.Path(tmp) / "rows.json"
+            cmd = [sys.executable, str(EXPERIMENTS / "benchmark_train_step.py"), "--sizes", "atari",
+                   "--dtypes", dtype, "--steps", "20", "--json", str(out)]
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=max(time_left() - reserve_s, 60), env=env)
+            if res.returncode or not out.exists():
+                raise RuntimeError(f"benchmark_train_step {dtype} failed (exit {res.returncode}): "
+                                   f"{res.stderr.strip()[-500:]}")
+            rows += json.loads(out.read_text())
+        took = time.time() - t0
+    return rows, notes
 
 
 def policy_latency(reduced: bool, calls: int = 100) -> dict:
@@ -185,7 +198,7 @@ def main(argv=None):
     chk.add("jax / jaxlib", f"{jax.__version__} / {jaxlib.__version__}")
 
     def train():
-        rows = train_step_rows(reduced, max(chk.left() - 30, 60))
+        rows, notes = train_step_rows(reduced, chk.left)
         chk.fields["train_step"] = [{k: r.get(k) for k in ("size", "dtype", "compile_s", "step_ms", "wm_ms",
                                                            "imag_ms", "ac_ms", "peak_MiB")} for r in rows]
         for r in rows:
@@ -194,6 +207,9 @@ def main(argv=None):
             chk.add(f"compile ({r['size']}, {r['dtype']})", f"{r['compile_s']:.1f} s",
                     "whole train step" + (", compile cache as configured" if reduced else ", no cache"))
             chk.add(f"train step ({r['size']}, {r['dtype']})", f"{r['step_ms']:.1f} ms", split)
+        for note in notes:
+            chk.add("train step", "skipped", note)
+            chk.fields.setdefault("skipped", []).append(note)
         chk.fields["compile_s"] = rows[0]["compile_s"]
         chk.fields["train_peak_MiB"] = max(r["peak_MiB"] for r in rows)
     chk.section("train step", 40 if reduced else 240, train)
