@@ -39,6 +39,7 @@ Measured 2026-11-30, 2-core CPU shared with a CPU-heavy job and other tests (wal
       h2d 6.74, log 1.10, act 0.32, train 0.81, rest 2.71, total 16.4
   interleaved A/B, K = 1000, 3 rounds x 2 repeats, load 11-16, before -> after:
       total 27.4 -> 20.4, cpu 11.0 -> 8.4, h2d 8.2 -> 3.0, log 2.45 -> 0.59 (sample, env unchanged)
+  later single rounds (load ~7 / ~5): total 10.0 -> 6.4 / 11.2 -> 7.9, cpu 8.3 -> 6.1 / 11.0 -> 7.8
 
 Usage:
   python experiments/benchmark_loop.py                           # null agent, Alien, full config
