@@ -33,7 +33,7 @@ DMC = ["dm_control>=1.0.50", "mujoco>=3.17.0,<4"]
 # pandas is not imported here: a constraint on rliable's own dependency.
 REPORTS = ["rliable>=1.2.0", "pandas<3", "matplotlib>=3.11.2", "scipy>=1.17.1"]
 # ipykernel is not imported either: nbclient needs it to run the quickstart notebook's kernel.
-TEST = ["pytest>=9.0.3", "nbformat>=5.11.1", "nbclient>=0.11.0", "ipykernel>=7.4.0"]
+TEST = ["pytest>=9.0.3", "pytest-xdist>=3.8.0", "nbformat>=5.11.1", "nbclient>=0.11.0", "ipykernel>=7.4.0"]
 ALL = sorted(set(ATARI + DMC + REPORTS + VIDEO))
 
 setup(

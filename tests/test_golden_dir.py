@@ -82,7 +82,7 @@ def test_fixture_without_its_sidecar_is_a_failing_test(monkeypatch, tmp_path):
 
 def _collect(env_value: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, **{ENV_VAR: env_value})
-    return subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "tests/test_golden.py"],
+    return subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0", "tests/test_golden.py"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
