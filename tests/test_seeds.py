@@ -147,6 +147,35 @@ def test_group_resume_after_sigkill_equals_uninterrupted(discrete):
     assert json.loads((killed / "done.json").read_text())["seeds"] == [0, 1]
 
 
+def test_aggregate_scores_reads_a_packed_group(discrete, tmp_path, capsys):
+    """experiments/aggregate_scores.py on a suite tree holding the real tiny group's workdir as a pack
+    (`ROOT/<task>/seeds_0-1/`, with its checkpoints/, replay/, config.json, done.json beside the runs'
+    seed_<s>/): both runs count, with their own final scores. The fake env is no suite task, so each
+    run's config.json is relabelled as Atari Pong (the only change to the group's files)."""
+    import importlib.util
+    import shutil
+
+    root = tmp_path / "suite"
+    pack = root / "pong" / "seeds_0-1"
+    shutil.copytree(discrete["root"] / "group", pack)
+    for seed in (0, 1):
+        path = pack / f"seed_{seed}" / "config.json"
+        cfg = json.loads(path.read_text())
+        cfg["env"].update(suite="atari", task="pong")
+        path.write_text(json.dumps(cfg))
+    spec = importlib.util.spec_from_file_location("aggregate_scores", REPO / "experiments" / "aggregate_scores.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    assert cli.main([f"--root={root}", "--suite=atari100k", "--reps=200", "--no_plots"]) == 0
+    assert "1 tasks" in capsys.readouterr().out
+    import csv
+
+    finals = [_rows(pack / f"seed_{s}" / "scores.jsonl")[-1]["return_mean"] for s in (0, 1)]
+    with open(root / "report" / "per_task.csv") as f:
+        (row,) = [r for r in csv.DictReader(f) if r["task"] == "pong"]
+    assert int(row["seeds"]) == 2 and float(row["mean"]) == pytest.approx(np.mean(finals)), (row, finals)
+
+
 # ------------------------------------------------------------------ 8 emulated devices (fresh compiles)
 def _step_results(group: bool, steps: int = 2) -> dict:
     """Run i's params, last metrics and one sampled action after `steps` train steps of the group
