@@ -37,7 +37,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 DEFAULT_TASKS = "boxing,kung_fu_master,cartpole_balance"
-DEFAULT_ENV_STEPS = {"atari": 6_000, "dmc": 10_000}
+DEFAULT_ENV_STEPS = {"atari": 4_000, "dmc": 8_000}
 
 
 def parse_args(argv=None):
