@@ -188,8 +188,8 @@ def slurm_script(jobs: list[Job], root: pathlib.Path, *, partition=None, time_li
     head += [f"#SBATCH --partition={partition}"] if partition else []
     head += [f"#SBATCH --mem={mem}"] if mem else []
     head += [f"#SBATCH {line}" for line in extra_lines]
-    body = ["set -euo pipefail", f"cd {shlex.quote(str(REPO))}", f"mkdir -p {shlex.quote(str(logs))}"]
-    body += [setup] if setup else []
+    body = [setup] if setup else []   # before `set -u`: activation scripts may read unset variables
+    body += ["set -euo pipefail", f"cd {shlex.quote(str(REPO))}", f"mkdir -p {shlex.quote(str(logs))}"]
     body += ["",
             "# one line per array task: workdir, log, command"]
     body.append("WORKDIRS=(" + " ".join(shlex.quote(str(j.workdir)) for j in jobs) + ")")

@@ -277,7 +277,7 @@ def test_run_suite_slurm_script(tmp_path, capsys):
     extra = "--config.log_every=7 --config.env.task='two words'"
     assert suite.main(["--suite=dmc", "--seeds=0-3", f"--root={root}", "--seeds_per_process=2",
                        "--tasks=walker_walk", "--launcher=slurm", f"--slurm_script={script}", f"--extra={extra}",
-                       "--slurm_max_running=4", "--slurm_partition=gpu"]) == 0
+                       "--slurm_max_running=4", "--slurm_partition=gpu", "--slurm_setup=export TWISTER_SETUP=ran"]) == 0
     assert f"sbatch {script}" in capsys.readouterr().out
     text = script.read_text()
     for line in ("#SBATCH --array=0-1%4", "#SBATCH --partition=gpu", "#SBATCH --requeue",
@@ -285,7 +285,8 @@ def test_run_suite_slurm_script(tmp_path, capsys):
         assert line in text.splitlines()
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "python").write_text("#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done > \"$ARGS_OUT\"\n")
+    (bin_dir / "python").write_text("#!/bin/sh\necho \"$TWISTER_SETUP\" > \"$ARGS_OUT.setup\"\n"
+                                    "for a in \"$@\"; do echo \"$a\"; done > \"$ARGS_OUT\"\n")
     (bin_dir / "python").chmod(0o755)
     jobs = suite.plan("dmc", [0, 1, 2, 3], root.resolve(), ["walker_walk"], ("--config.log_every=7",
                       "--config.env.task=two words"), per_process=2)
@@ -294,6 +295,7 @@ def test_run_suite_slurm_script(tmp_path, capsys):
                "ARGS_OUT": str(tmp_path / f"args{i}")}
         subprocess.run(["bash", str(script)], env=env, check=True)
         assert (tmp_path / f"args{i}").read_text().splitlines() == list(job.argv[1:])
+        assert (tmp_path / f"args{i}.setup").read_text().strip() == "ran"      # --slurm_setup ran first
         log = root / "_suite_logs" / f"walker_walk_seeds_{2 * i}-{2 * i + 1}.log"
         assert f"array task {i}" in log.read_text()
     job = jobs[1]
