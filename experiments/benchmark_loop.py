@@ -40,6 +40,8 @@ Measured 2026-11-30, 2-core CPU shared with a CPU-heavy job and other tests (wal
   interleaved A/B, K = 1000, 3 rounds x 2 repeats, load 11-16, before -> after:
       total 27.4 -> 20.4, cpu 11.0 -> 8.4, h2d 8.2 -> 3.0, log 2.45 -> 0.59 (sample, env unchanged)
   later single rounds (load ~7 / ~5): total 10.0 -> 6.4 / 11.2 -> 7.9, cpu 8.3 -> 6.1 / 11.0 -> 7.8
+  QUIET machine (load ~1.2, K = 1000, 2 repeats, before then after): env 1.32 -> 1.35, sample
+      2.07 -> 1.72, h2d 3.59 -> 1.34, log 0.71 -> 0.24, rest 1.99 -> 1.02, total 10.3 -> 6.4, cpu 11.1 -> 6.8
 
 Usage:
   python experiments/benchmark_loop.py                           # null agent, Alien, full config
