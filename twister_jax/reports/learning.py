@@ -18,37 +18,31 @@ from __future__ import annotations
 
 import json
 import pathlib
-import re
 
 import numpy as np
 
-_SEED_DIR = re.compile(r"^seed_(\d+)$")
+from twister_jax.reports import runs as runs_lib
 ALPHA = 0.05
 
 
 def read_runs(task_dir) -> list[dict]:
-    """Every `seed_<s>` run directory under `task_dir` (any depth), sorted by seed.
+    """Every `seed_<s>` run directory of a task folder (also inside group folders `seeds_<a>-<b>/`,
+    `runs.seed_dirs`) that has a config.json, sorted by seed.
 
     Returns:
-      [{seed, dir, finished, scores: [scores.jsonl rows], wall_time}] (wall_time from done.json or None).
+      [{seed, dir, finished, scores: [scores.jsonl rows by step], wall_time}] (wall_time from done.json
+      or None).
     """
-    runs = []
-    for d in sorted(pathlib.Path(task_dir).rglob("seed_*")):
-        m = _SEED_DIR.match(d.name)
-        if not m or not d.is_dir() or not (d / "config.json").exists():
+    out = []
+    for seed, d in runs_lib.seed_dirs(pathlib.Path(task_dir))[0]:
+        if not (d / "config.json").exists():
             continue
-        scores_path, done_path = d / "scores.jsonl", d / "done.json"
-        rows = []
-        if scores_path.exists():
-            for line in scores_path.read_text().splitlines():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
+        done_path = d / "done.json"
+        rows = runs_lib.read_scores(d / "scores.jsonl") if (d / "scores.jsonl").exists() else []
         done = json.loads(done_path.read_text()) if done_path.exists() else None
-        runs.append({"seed": int(m.group(1)), "dir": str(d), "finished": done is not None, "scores": rows,
-                     "wall_time": None if done is None else float(done.get("wall_time", 0.0))})
-    return sorted(runs, key=lambda r: r["seed"])
+        out.append({"seed": seed, "dir": str(d), "finished": done is not None, "scores": rows,
+                    "wall_time": None if done is None else float(done.get("wall_time", 0.0))})
+    return out
 
 
 def welch_greater(a, b) -> tuple[float, float]:
