@@ -64,7 +64,7 @@ def _fail(msg: str):
 def plan(args) -> list[dict]:
     """One entry per (task, seed pack): the train command and its workdir. Raises SystemExit(2) on bad input."""
     from twister_jax.config_files import load_config
-    from twister_jax.suites import seed_packs
+    from twister_jax.suites import pack_workdir, seed_packs
 
     budgets = {}
     for item in filter(None, args.env_steps.split(",")):
@@ -95,12 +95,12 @@ def plan(args) -> list[dict]:
         steps = max(1, int(round(budget / per_step)))
         eval_every = max(1, steps // args.evals)
         for pack in seed_packs(sorted(set(seeds)), args.seeds_per_process):
-            name = f"seed_{pack[0]}" if len(pack) == 1 else f"seeds_{pack[0]}-{pack[-1]}"
+            name, group = pack_workdir(pack)
             workdir = out / "runs" / task / name
             cmd = [sys.executable, "-m", "twister_jax.train", f"--config=configs/small.py:{task}",
                    f"--workdir={workdir}", f"--config.seed={pack[0]}", f"--config.num_train_steps={steps}",
                    f"--config.eval_every={eval_every}", f"--config.checkpoint_every={eval_every}",
-                   f"--config.figure_every={eval_every}"] + ([f"--config.num_seeds={len(pack)}"] if len(pack) > 1 else [])
+                   f"--config.figure_every={eval_every}", *group]
             entries.append({"task": task, "name": name, "workdir": workdir, "cmd": cmd,
                             "log": out / "logs" / f"{task}_{name}.log"})
     return entries

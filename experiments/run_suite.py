@@ -49,7 +49,7 @@ from typing import NamedTuple
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 from twister_jax.reports import scores as scores_lib
-from twister_jax.suites import seed_packs
+from twister_jax.suites import pack_workdir, seed_packs
 
 CONFIG_FILES = {"atari100k": "configs/atari.py", "dmc": "configs/dmc.py"}
 
@@ -96,10 +96,8 @@ def plan(suite: str, seeds: list[int], root: pathlib.Path, tasks=None, extra=(),
     jobs = []
     for task in names:
         for pack in seed_packs(seeds, per_process):
-            if len(pack) == 1:
-                workdir, group = root / task / f"seed_{pack[0]}", []
-            else:
-                workdir, group = root / task / f"seeds_{pack[0]}-{pack[-1]}", [f"--config.num_seeds={len(pack)}"]
+            name, group = pack_workdir(pack)
+            workdir = root / task / name
             argv = ("python", "-m", "twister_jax.train", f"--config={CONFIG_FILES[suite]}:{task}",
                     f"--workdir={workdir}", f"--config.seed={pack[0]}", *group, *extra)
             jobs.append(Job(task, tuple(pack), workdir, argv, (workdir / "done.json").exists()))

@@ -81,3 +81,11 @@ def seed_packs(seeds: list[int], per_process: int) -> list[list[int]]:
         else:
             out.append([s])
     return out
+
+
+def pack_workdir(pack: list[int]) -> tuple[str, list[str]]:
+    """A seed pack's workdir name under its task folder and its extra train flags:
+    `seed_<s>` and no flag for one seed, `seeds_<a>-<b>` and `--config.num_seeds=<n>` for a group."""
+    if len(pack) == 1:
+        return f"seed_{pack[0]}", []
+    return f"seeds_{pack[0]}-{pack[-1]}", [f"--config.num_seeds={len(pack)}"]
