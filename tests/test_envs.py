@@ -1,7 +1,10 @@
 """Protocol tests of twister_jax.envs (docs/original.md §1.1, §1.2; docs/interfaces.md §3, §8). Fast: tiny limits, few steps."""
+import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -346,4 +349,23 @@ def test_vector_workers_match_in_process_and_state_round_trip():
         workers.set_state(state)
         for a, ref in zip(acts[5:], cont):
             _same(workers.step(list(a)), ref)
+    local.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_vector_workers_survive_a_process_group_signal(sig):
+    """Ctrl-C or `timeout` signal the whole process group: the trainer must be able to finish its step
+    and checkpoint, so its env workers ignore the signal and keep stepping until closed."""
+    seeds = [3, 4]
+    local = VectorEnv(FAKE, seeds, num_workers=0)
+    with VectorEnv(FAKE, seeds, num_workers=2) as workers:
+        _same(local.reset(), workers.reset())
+        for p in workers._procs:
+            os.kill(p.pid, sig)
+        time.sleep(0.5)
+        assert all(p.is_alive() for p in workers._procs)
+        for a in ([0, 1], [2, 2], [1, 0]):
+            _same(local.step(a), workers.step(a))
+        procs = list(workers._procs)
+    assert not any(p.is_alive() for p in procs)  # close() still ends them
     local.close()

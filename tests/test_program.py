@@ -7,7 +7,8 @@ runs (docs/interfaces.md §8: each extra process recompiles, so keep them few):
 
 * outputs present (docs/interfaces.md §6), `evaluate` CLI on the finished run;
 * the resumed run's metrics.jsonl / scores.jsonl equal the uninterrupted run's (deterministic fields);
-* SIGTERM saves a checkpoint and exits cleanly;
+* SIGTERM to the whole process group (trainer and env workers, as `timeout` or Ctrl-C send it) saves a
+  checkpoint and exits cleanly;
 * a corrupt newest checkpoint is skipped in favour of the previous one;
 * the final greedy evaluation of the tiny fake run is above the random policy's. This is weak evidence
   of learning: with the actor's learning rate at 0 the same run scores as high (docs/learning_check.md,
@@ -57,8 +58,9 @@ def _train_cmd(workdir, *extra, config=TINY):
 
 def _start(workdir, log_name, *extra, config=TINY, fast_compile=False):
     log = open(pathlib.Path(str(workdir) + f".{log_name}.log"), "w")
+    # its own process group, so that a signal can go to the trainer and its env workers at once
     return subprocess.Popen(_train_cmd(workdir, *extra, config=config), cwd=REPO, env=_env(fast_compile),
-                            stdout=log, stderr=subprocess.STDOUT), log
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True), log
 
 
 def _log_text(workdir, log_name):
@@ -128,7 +130,7 @@ def runs(tmp_path_factory, request):
     target = second + config.log_every
     _wait_for(lambda: any(r["step"] >= target for r in _safe_rows(killed / "metrics.jsonl")), p_term,
               f"a log row at step {target}")
-    p_term.send_signal(signal.SIGTERM)
+    os.killpg(p_term.pid, signal.SIGTERM)  # the whole group, as `timeout`, Ctrl-C or a scheduler does
     info["term_rc"] = p_term.wait(timeout=TIMEOUT)
     log_term.close()
     info["term_log"] = _log_text(killed, "term")

@@ -28,12 +28,16 @@ Protocol (what the training loop relies on):
   `set_state(list[dict])` restores them (missing `pending_reset` = False).
 * `cpu_time()`: CPU seconds of this process and all workers (for benchmarks).
 * `close()` ends the workers; also on garbage collection / context-manager exit.
+* Workers ignore SIGINT and SIGTERM, so a signal to the whole process group (Ctrl-C, `timeout`, a
+  cluster scheduler) lets the parent stop cleanly (finish its step, checkpoint) with its envs alive;
+  a worker ends on `close()` or when the parent's end of its pipe closes (the parent exited or was killed).
 """
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
 import os
+import signal
 import time
 import traceback
 from typing import Any, Optional, Sequence
@@ -107,6 +111,11 @@ class _Local:
 
 
 def _worker(conn, env_config: dict, seeds: list) -> None:
+    # A signal to the whole process group (Ctrl-C, `timeout`, a scheduler's SIGTERM) must reach only the
+    # parent, which stops cleanly and then closes us; we end on `close` or when the parent's end of the
+    # pipe closes (EOF), also after a SIGKILL of the parent.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="[env worker %(process)d] %(levelname)s %(message)s")
     try:
         local = _Local(env_config, seeds)
@@ -118,7 +127,7 @@ def _worker(conn, env_config: dict, seeds: list) -> None:
     while True:
         try:
             cmd, args = conn.recv()
-        except (EOFError, KeyboardInterrupt):
+        except EOFError:
             break
         if cmd == "close":
             local.close()
@@ -247,7 +256,7 @@ class VectorEnv:
             conn.close()
             p.join(timeout=5)
             if p.is_alive():
-                p.terminate()
+                p.kill()  # workers ignore SIGTERM (see `_worker`)
         self._conns, self._procs = [], []
 
     def __enter__(self):
