@@ -25,6 +25,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.env_step_every = 1         # docs/original.md §2.5: gradient steps between batched env steps
     c.prefill_windows = 100      # docs/original.md §2.4 (pre_fill_steps, counted in windows)
     c.replay_capacity = 1_000_000  # docs/original.md §2.2 (buffer_capacity, windows)
+    c.replay_on_device = "auto"  # ours: frames also on the device, batches gathered there ("auto": one GPU/TPU)
     c.log_every = 100            # docs/original.md §7.2 item 7
     c.figure_every = 2_000       # docs/original.md §7.4 (every epoch)
     c.checkpoint_every = 2_000   # docs/original.md §7.4 (every epoch)
@@ -148,6 +149,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         raise ValueError(f"config.compute_dtype={config.compute_dtype!r} is not one of {DTYPES}")
     if config.matmul_precision not in MATMUL_PRECISIONS:
         raise ValueError(f"config.matmul_precision={config.matmul_precision!r} is not one of {MATMUL_PRECISIONS}")
+    if config.replay_on_device not in ("auto", "on", "off"):
+        raise ValueError(f"config.replay_on_device={config.replay_on_device!r} is not one of ('auto', 'on', 'off')")
     if config.env.suite not in SUITES:
         raise ValueError(f"config.env.suite={config.env.suite!r} is not one of {SUITES}")
     if config.seq_len <= config.model.contrastive_steps:

@@ -168,12 +168,16 @@ def test_damaged_run_config_is_named(tmp_path):
     assert _tree(workdir) == before
 
 
-def test_batch_that_does_not_divide_over_the_devices_is_refused(tmp_path):
+@pytest.mark.parametrize("flag,named", [
+    ("--config.batch_size=3", "batch_size=3"),                      # does not divide over 2 devices
+    ("--config.replay_on_device=on", "replay_on_device='on'"),      # the frame store needs one device
+])
+def test_device_dependent_values_are_refused_before_anything_is_written(tmp_path, flag, named):
     workdir = tmp_path / "run"
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
-    r = _run(["twister_jax.train", f"--workdir={workdir}", f"--config={REPO}/configs/tiny.py:fake",
-              "--config.batch_size=3"], tmp_path, env=env)
-    _assert_refused(r, "batch_size=3")
+    r = _run(["twister_jax.train", f"--workdir={workdir}", f"--config={REPO}/configs/tiny.py:fake", flag],
+             tmp_path, env=env)
+    _assert_refused(r, named)
     assert not workdir.exists()
 
 

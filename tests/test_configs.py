@@ -85,6 +85,7 @@ def test_configs_are_locked_against_unknown_keys():
     ("seq_len", 8, "seq_len"),
     ("batch_size", 0, "batch_size"),
     ("compute_dtype", "float16", "compute_dtype"),
+    ("replay_on_device", "gpu", "replay_on_device"),
     ("eval_envs", 500, "eval_envs"),
     ("model.context", 100, "model.context"),
     ("env.suite", "procgen", "env.suite"),

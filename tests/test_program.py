@@ -7,6 +7,9 @@ runs (docs/interfaces.md §8: each extra process recompiles, so keep them few):
 
 * outputs present (docs/interfaces.md §6), `evaluate` CLI on the finished run;
 * the resumed run's metrics.jsonl / scores.jsonl equal the uninterrupted run's (deterministic fields);
+  the resumed processes use the device copy of the replay's frames (`replay_on_device=on`, rebuilt
+  from the restored replay), the uninterrupted one the host gather, so this also shows that the
+  store gives the same batches;
 * SIGTERM to the whole process group (trainer and env workers, as `timeout` or Ctrl-C send it) saves a
   checkpoint and exits cleanly;
 * a corrupt newest checkpoint is skipped in favour of the previous one;
@@ -50,6 +53,9 @@ def _env(fast_compile=False):
         env["XLA_FLAGS"] = env.get("TWISTER_TEST_XLA_FLAGS_ORIG", env.get("XLA_FLAGS", ""))
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO), env.get("PYTHONPATH", "")] if p)
     return env
+
+
+ON_DEVICE = "--config.replay_on_device=on"
 
 
 def _train_cmd(workdir, *extra, config=TINY):
@@ -125,7 +131,9 @@ def runs(tmp_path_factory, request):
     p_full, log_full = _start(full, "full")
     info["rows_at_kill"] = _start_and_kill(full, p_full, killed, _start, first_ckpt)
     # resume, then SIGTERM once a log row after the second checkpoint is written
-    p_term, log_term = _start(killed, "term")
+    # the resumed processes gather their batches from the device copy of the frames
+    # (config.replay_on_device, off by default on CPU): equal rows also show that it changes nothing
+    p_term, log_term = _start(killed, "term", ON_DEVICE)
     second = 2 * first_ckpt
     target = second + config.log_every
     _wait_for(lambda: any(r["step"] >= target for r in _safe_rows(killed / "metrics.jsonl")), p_term,
@@ -137,7 +145,7 @@ def runs(tmp_path_factory, request):
     info["steps_after_term"] = _steps(killed)
     info["done_after_term"] = (killed / "done.json").exists()
     # resume to the end
-    p_last, log_last = _start(killed, "last")
+    p_last, log_last = _start(killed, "last", ON_DEVICE)
     info["last_rc"] = p_last.wait(timeout=TIMEOUT)
     log_last.close()
     info["full_rc"] = p_full.wait(timeout=TIMEOUT)

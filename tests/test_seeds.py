@@ -11,7 +11,8 @@
   ~3e-5 relative);
 * the evaluate CLI's library form on the group reproduces each run's last scores row;
 * resume: the group started with the CLI, SIGKILLed right after its first checkpoint and resumed
-  writes, for every run, the same rows as the uninterrupted group (exactly);
+  writes, for every run, the same rows as the uninterrupted group (exactly), also when the resumed
+  part gathers its batches from the device copy of the frames (`replay_on_device=on`);
 * devices: the group's train and policy steps on 8 emulated CPU devices (mesh runs=2 x data=4) equal,
   run by run, the solo steps of seeds 0 and 1 on one device and the group on one device (tolerance
   as tests/test_sharding_train.py), in fresh-compile subprocesses.
@@ -139,7 +140,8 @@ def test_group_resume_after_sigkill_equals_uninterrupted(discrete):
     _kill_after_checkpoint(killed, lambda w, name: _start(w, name, *flags, fast_compile=True), first,
                            rows_file="seed_0/metrics.jsonl")
     assert not (killed / "done.json").exists()
-    loop.run(discrete["config"], killed, agent=discrete["agent"], progress=False)
+    # resumed with the device copy of the frames (rebuilt from both restored replays): the same rows
+    loop.run(_config("fake", num_seeds=2, replay_on_device="on"), killed, agent=discrete["agent"], progress=False)
     for seed in (0, 1):
         for name in ("metrics.jsonl", "scores.jsonl"):
             a, b = _rows(full / f"seed_{seed}" / name), _rows(killed / f"seed_{seed}" / name)

@@ -65,6 +65,7 @@ ITEMS = ("train", "act", "host", "host_arrays")
 RESUMABLE_KEYS = (
     "num_train_steps", "log_every", "figure_every", "checkpoint_every", "checkpoint_keep",
     "eval_every", "eval_episodes", "eval_envs", "compute_dtype", "matmul_precision",
+    "replay_on_device",  # the same batches either way
 )
 
 

@@ -63,6 +63,10 @@ class Trainer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.shared_envs = None
         self.runs = self._build_runs(MetricLog)
+        from twister_jax import frame_store
+        # the replays' frames on the device (config.replay_on_device); rebuilt from them on restore
+        self.frames = frame_store.FrameStore([r.replay for r in self.runs]) if frame_store.wanted(config) else None
+        self._last_images = None
         self.train_keys = self._stack_keys([jax.random.fold_in(r.base_key, TRAIN) for r in self.runs])
         self.ckpt = checkpoint.Checkpointer(self.workdir, config)
         self.train_state = agent.init_state(self._stack_keys([jax.random.fold_in(r.base_key, INIT) for r in self.runs]))
@@ -165,11 +169,25 @@ class Trainer:
             log.info("checkpoint saved at step %d", self.step)
 
     # --------------------------------------------------------------------------- actions
+    def _sample(self) -> list:
+        """One batch per run; with the frame store, without images (they are gathered on the device
+        into `self._last_images`) and the same windows."""
+        if self.frames is None:
+            return [r.replay.sample(self.local_batch) for r in self.runs]
+        self.frames.sync()
+        batches = [r.replay.sample(self.local_batch, images=False) for r in self.runs]
+        self._last_images = self.frames.gather(np.stack([b.pop("frame_slot") for b in batches]))
+        return batches
+
     def train_step(self) -> None:
         import jax
-        batches = [r.replay.sample(self.local_batch) for r in self.runs]
+        batches = self._sample()
         if self.group:
             batch = {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+            if self.frames is not None:
+                batch["image"] = self._last_images
+        elif self.frames is not None:
+            batch = dict(batches[0], image=self._last_images)
         else:
             batch = batches[0]
             if jax.process_count() > 1:
@@ -241,7 +259,10 @@ class Trainer:
         for r in self.runs:
             try:
                 key = jax.random.fold_in(jax.random.fold_in(r.base_key, FIGURES), self.step)
-                r.out.figures(self.step, jax.device_get(self.agent.figures(params[r.index], r.last_batch, key)))
+                batch = r.last_batch
+                if self.frames is not None:  # the images of the last batch stayed on the device
+                    batch = dict(batch, image=self._last_images[r.index] if self.group else self._last_images)
+                r.out.figures(self.step, jax.device_get(self.agent.figures(params[r.index], batch, key)))
             except Exception as exc:  # noqa: BLE001 - diagnostics must not end a run
                 log.warning("figures failed at step %d: %s", self.step, exc)
 

@@ -82,7 +82,8 @@ def check_run(config, workdir, *, devices: bool = True) -> None:
       PreflightError (a ValueError): the workdir (or a parent) is a file, or is not writable.
       checkpoint.IncompatibleCheckpointError (a ValueError): the workdir holds a different run, or
         its config.json is unreadable.
-      ValueError: the batch does not divide over the devices (`sharding.check_batch_size`).
+      ValueError: the batch does not divide over the devices (`sharding.check_batch_size`), or
+        `replay_on_device="on"` with several devices (`frame_store.wanted`).
     """
     check_writable_dir(workdir)
     from twister_jax import checkpoint  # pylint: disable=import-outside-toplevel
@@ -94,3 +95,5 @@ def check_run(config, workdir, *, devices: bool = True) -> None:
             raise PreflightError(f"config.num_seeds={config.num_seeds} runs a group of seeds in one process; "
                                  f"with --multihost ({jax.process_count()} processes) use num_seeds=1")
         sharding.check_batch_size(int(config.batch_size), sharding.mesh_for(config))
+        from twister_jax import frame_store  # pylint: disable=import-outside-toplevel
+        frame_store.wanted(config)  # replay_on_device="on" needs one device

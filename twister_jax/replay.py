@@ -18,6 +18,14 @@ Storage: frames are stored once. Each stream keeps its records in blocks of `blo
 (allocated as the stream grows, freed once every record in them is evicted), and a window is the
 pair `(stream, end index)`, kept in a ring of `capacity_windows` slots that grows by doubling.
 
+Frame slots (for a device-side copy of the frames, `twister_jax.frame_store`): every record gets a
+*serial*, its position in this buffer's add order (restarting from 0, in add order, over the records
+a restore loads). Record `s` lives in frame slot `s % frame_slots`, where `frame_slots` bounds the
+records any stored window can still need (`capacity_windows + num_streams * (4 * seq_len + 4)`), so
+a slot is reused only once no stored window needs its record; `sample(images=False)` checks this and
+raises rather than return a slot that was reused. With `track_frames` set, `add` keeps each new
+record's (serial, image) until `take_new_frames()`; `live_frames()` lists every record still needed.
+
 Persistence (docs/interfaces.md §3 "Replay persistence"), files in the replay directory:
 
 * `chunk_<step:012d>.npz`: the records added since the previous save, in add order, with their
@@ -44,6 +52,7 @@ NumPy's `Generator.integers`, the same distribution.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import pathlib
 import re
@@ -56,6 +65,7 @@ from twister_jax.files import atomic_write
 _FORMAT_VERSION = 1
 _STATE_RE = re.compile(r"^state_(\d+)\.json$")
 _CHUNK_RE = re.compile(r"^chunk_(\d+)\.npz$")
+_GENERATIONS = itertools.count(1)  # a fresh number for every storage a buffer starts or restores
 
 
 def aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
@@ -94,9 +104,11 @@ class _Stream:
             "reward": np.empty((n,), np.float32),
             "is_first": np.empty((n,), bool),
             "is_terminal": np.empty((n,), bool),
+            "serial": np.empty((n,), np.int64),
         }
 
-    def put(self, i: int, image, action, reward, is_first, is_terminal) -> None:
+    def put(self, i: int, image, action, reward, is_first, is_terminal, serial: int) -> np.ndarray:
+        """Stores record i; returns its stored image (a view)."""
         b, o = divmod(i, self.block_size)
         while len(self.blocks) <= b:
             self.blocks.append(None)
@@ -108,6 +120,8 @@ class _Stream:
         blk["reward"][o] = reward
         blk["is_first"][o] = is_first
         blk["is_terminal"][o] = is_terminal
+        blk["serial"][o] = serial
+        return blk["image"][o]
 
     def free_below(self, first_needed: int) -> None:
         """Frees every block whose records all lie below `first_needed`."""
@@ -196,6 +210,15 @@ class ReplayBuffer:
         self._win_end = np.zeros(min(self.capacity, 1024), np.int64)
         self._saved = np.zeros(self.num_streams, np.int64)  # records per stream already saved
         self._pending: list = []  # stream of each record added since the last save, in order
+        self._serial = 0  # serial of the next record (frame slots, see the module docstring)
+        self._new_frames: list = []  # (serial, image view) of records added since take_new_frames()
+        self.generation = next(_GENERATIONS)
+        self.track_frames = False
+
+    @property
+    def frame_slots(self) -> int:
+        """Frame slots a device-side copy of the frames needs (see the module docstring)."""
+        return self.capacity + self.num_streams * (4 * self.seq_len + 4)
 
     # --------------------------------------------------------------------------------- adding
     @property
@@ -230,7 +253,10 @@ class ReplayBuffer:
             raise ValueError(f"action must have {self.action_dim} entries, got shape {action.shape}")
         st = self._streams[stream]
         i = st.count
-        st.put(i, image, action, reward, is_first, is_terminal)
+        stored = st.put(i, image, action, reward, is_first, is_terminal, self._serial)
+        if self.track_frames:
+            self._new_frames.append((self._serial, stored))
+        self._serial += 1
         st.count = i + 1
         self._pending.append(stream)
         if i >= self.seq_len - 1:
@@ -263,31 +289,69 @@ class ReplayBuffer:
         self._num_windows += 1
 
     # ------------------------------------------------------------------------------- sampling
-    def sample(self, batch_size: int) -> dict:
+    def sample(self, batch_size: int, *, images: bool = True) -> dict:
         """Samples `batch_size` windows uniformly with replacement (docs/original.md §2.3).
 
+        Args:
+          images: False: instead of `image`, return `frame_slot` int32 (B, T), the frame slot of each
+            record (for a device-side copy of the frames). The same windows are drawn either way.
         Returns:
           The Batch of docs/interfaces.md §3: `image` uint8 (B, T, H, W, C), `action` float32 (B, T, A),
           `reward` float32 (B, T), `is_first` bool (B, T), `is_terminal` bool (B, T).
+        Raises:
+          RuntimeError: (images=False) a sampled record's frame slot was reused (cannot happen while
+            `frame_slots` bounds the records still needed; a guard, never a silent wrong frame).
         """
         if self._num_windows == 0:
             raise ValueError("the replay buffer holds no window yet")
         idx = self._rng.integers(0, self._num_windows, size=batch_size)
         slots = (self._total_windows - self._num_windows + idx) % self.capacity
         B, T = batch_size, self.seq_len
-        # 64-byte aligned: on CPU the device takes them without a copy (12.6 MB of frames per
-        # Atari batch); elsewhere alignment costs nothing
+        # with images, 64-byte aligned: on CPU the device takes them without a copy (12.6 MB of
+        # frames per Atari batch); elsewhere alignment costs nothing. Without, plain (small) arrays.
+        empty = aligned_empty if images else np.empty
         out = {
-            "image": aligned_empty((B, T) + self.image_shape, np.uint8),
-            "action": aligned_empty((B, T, self.action_dim), np.float32),
-            "reward": aligned_empty((B, T), np.float32),
-            "is_first": aligned_empty((B, T), bool),
-            "is_terminal": aligned_empty((B, T), bool),
+            "action": empty((B, T, self.action_dim), np.float32),
+            "reward": empty((B, T), np.float32),
+            "is_first": empty((B, T), bool),
+            "is_terminal": empty((B, T), bool),
         }
+        if images:
+            out["image"] = aligned_empty((B, T) + self.image_shape, np.uint8)
+        else:
+            out["serial"] = np.empty((B, T), np.int64)
         for b in range(B):
             s, end = int(self._win_stream[slots[b]]), int(self._win_end[slots[b]])
             self._streams[s].copy_window(end - T + 1, T, out, b)
+        if not images:
+            serial = out.pop("serial")
+            if self._serial - 1 - int(serial.min()) >= self.frame_slots:
+                raise RuntimeError(f"replay: a sampled record (serial {int(serial.min())}) lies more than "
+                                   f"frame_slots={self.frame_slots} records back; its frame slot was reused")
+            out["frame_slot"] = (serial % self.frame_slots).astype(np.int32)
         return out
+
+    # --------------------------------------------------------------------------- frame slots
+    def take_new_frames(self) -> tuple[np.ndarray, list]:
+        """(serials int64 (K,), K images) of the records added since the last call while
+        `track_frames` was set, in add order; clears the list."""
+        new, self._new_frames = self._new_frames, []
+        return np.asarray([s for s, _ in new], np.int64), [img for _, img in new]
+
+    def live_frames(self, chunk: int = 1024):
+        """Yields (serials int64 (K,), images uint8 (K, H, W, C)) for every record a stored window
+        can still need (per stream, from its oldest stored window's first record), in chunks of at
+        most `chunk` records, in increasing serial order within each stream."""
+        for s, st in enumerate(self._streams):
+            lo = int(self._evicted[s])
+            for start in range(lo, st.count, chunk):
+                part = st.gather_range(start, min(st.count, start + chunk))
+                yield part["serial"], part["image"]
+
+    @property
+    def next_serial(self) -> int:
+        """Serial the next added record will get (records 0 .. next_serial - 1 exist or existed)."""
+        return self._serial
 
     def window(self, k: int) -> tuple[int, int]:
         """(stream, end index) of the k-th oldest stored window (for tests and inspection)."""
@@ -437,6 +501,9 @@ class ReplayBuffer:
                 raise
             except Exception as exc:  # truncated / corrupt archive
                 raise ValueError(f"replay chunk {directory / c['file']} is damaged: {exc}") from exc
+            # serials: the loaded records in add order (the chunk's order is add order)
+            arrays["serial"] = self._serial + np.cumsum(need, dtype=np.int64) - 1
+            self._serial += int(need.sum())
             for s in range(self.num_streams):
                 m = np.nonzero((order == s) & need)[0]
                 if len(m):  # a stream's records in one chunk are consecutive
