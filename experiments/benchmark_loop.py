@@ -17,8 +17,10 @@ Modes:
 
 Columns (ms per gradient step, over the measured window), timed by wrapping methods from here (the
 library has no timing code): ``env`` VectorEnv.step and reset_one (ALE emulation, max-pool,
-resize); ``add`` ReplayBuffer.add; ``sample`` ReplayBuffer.sample; ``h2d`` sharding.global_batch
-(blocked until the arrays exist); ``log`` MetricLog.add/row, Outputs.metrics (metrics.jsonl and
+resize); ``add`` ReplayBuffer.add; ``sample`` ReplayBuffer.sample; ``frames`` FrameStore.sync (the
+new frames to the device copy, `--replay_on_device=on`); ``gather`` FrameStore.gather (its dispatch;
+with the null agent the gather itself, device work, is replaced by a tiny jitted call on the same
+slots); ``h2d`` sharding.global_batch (blocked until the arrays exist); ``log`` MetricLog.add/row, Outputs.metrics (metrics.jsonl and
 TensorBoard), Progress.update/write; ``act`` the agent's policy_step call; ``train`` the agent's
 train_step call minus h2d; ``rest`` everything else (Collector bookkeeping, stack_obs, actions,
 the action fetch, the Trainer's schedule); ``total`` wall time per gradient step; ``cpu`` CPU time
@@ -64,16 +66,19 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(ROOT))
-COLUMNS = ("env", "add", "sample", "h2d", "log", "act", "train", "rest", "total", "cpu")
+COLUMNS = ("env", "add", "sample", "frames", "gather", "h2d", "log", "act", "train", "rest", "total", "cpu")
 
 
-def make_config(size: str = "full", game: str = "alien", steps: int = 2000, num_seeds: int = 1):
+def make_config(size: str = "full", game: str = "alien", steps: int = 2000, num_seeds: int = 1,
+                replay_on_device: str = "on"):
     """The Atari config of `game` (`size="full"`) or the tiny widths on it (`"tiny"`), scheduled so
     that no evaluation, checkpoint or figure falls inside `steps` gradient steps; `num_seeds` runs
-    in one process (needs `config.num_seeds`)."""
+    in one process (needs `config.num_seeds`); `replay_on_device` as config.replay_on_device."""
     from twister_jax.config_files import load_config
     from twister_jax.suites import ATARI_GAMES, normalize_game
 
@@ -91,6 +96,8 @@ def make_config(size: str = "full", game: str = "alien", steps: int = 2000, num_
         config.num_train_steps = int(steps)
         beyond = int(steps) + 1
         config.eval_every = config.checkpoint_every = config.figure_every = beyond
+        if "replay_on_device" in config:
+            config.replay_on_device = replay_on_device
         if num_seeds != 1:
             if "num_seeds" not in config:
                 raise ValueError("this version has no config.num_seeds (one seed per process)")
@@ -119,6 +126,29 @@ def metric_names(config) -> list:
              "is_terminal": jax.ShapeDtypeStruct((b, t), bool)}
     _, shapes = jax.eval_shape(functools.partial(updates.train_step, spec), abstract, batch, jax.random.key(0))
     return sorted(shapes)
+
+
+@contextlib.contextmanager
+def _null_frame_gather():
+    """With the null agent, the frame store's gather (device work) is replaced by a tiny jitted call
+    on the same slots (its dispatch stays) returning one cached image array of the right shape."""
+    import jax
+    import jax.numpy as jnp
+
+    from twister_jax import frame_store
+
+    cache = {}
+    touch = jax.jit(lambda slots: slots[..., 0])
+
+    def gather(store, slots, solo=False):
+        touch(slots)
+        shape = (slots.shape[1:] if solo else slots.shape) + tuple(store.shape[2:])
+        if shape not in cache:
+            cache[shape] = jnp.zeros(shape, jnp.uint8)
+        return cache[shape]
+
+    with _patched(frame_store, "gather", gather):
+        yield
 
 
 def make_null_agent(config, names=None):
@@ -172,7 +202,7 @@ def make_null_agent(config, names=None):
 
     def policy_step(params, act_state, image, is_first, key, *, greedy: bool = False):
         del params, greedy
-        return _policy(act_state, jnp.asarray(image), jnp.asarray(is_first), key)
+        return _policy(act_state, np.asarray(image), np.asarray(is_first), key)
 
     return agent_lib.Agent(config=config, init_state=lambda key: NullTrainState(step=0, params={}),
                            train_step=train_step,
@@ -225,7 +255,7 @@ def measure(config, *, agent=None, warmup: int = 100, tty: bool = False) -> dict
     per-gradient-step split in ms (COLUMNS) over steps warmup+1 .. num_train_steps."""
     import jax
 
-    from twister_jax import loop, progress, sharding
+    from twister_jax import frame_store, loop, progress, sharding
     from twister_jax.envs.vector import VectorEnv
     from twister_jax.outputs import MetricLog, Outputs
     from twister_jax.replay import ReplayBuffer
@@ -256,6 +286,8 @@ def measure(config, *, agent=None, warmup: int = 100, tty: bool = False) -> dict
                                       (Outputs, "metrics", "log", False),
                                       (progress.Progress, "update", "log", False),
                                       (progress.Progress, "write", "log", False),
+                                      (frame_store.FrameStore, "sync", "frames", False),
+                                      (frame_store.FrameStore, "gather", "gather", False),
                                       (sharding, "global_batch", "h2d", True)):
             stack.enter_context(_patched(cls, name, timers.wrap(col, getattr(cls, name), block)))
         stack.enter_context(_patched(loop.Trainer, "train_step", train_step))
@@ -341,6 +373,9 @@ def _parse(argv=None):
     p.add_argument("--size", default=None, help="full (default for null) or tiny (default for --real)")
     p.add_argument("--tty", action="store_true", help="the tqdm progress bar instead of plain lines")
     p.add_argument("--num_seeds", type=int, default=1, help="runs in one process (config.num_seeds; needs --real)")
+    p.add_argument("--replay_on_device", default="on",
+                   help="config.replay_on_device: on (default: batches gathered on the device from its copy of the "
+                        "frames, as a GPU/TPU run does by default), off (gathered on the host and copied), auto")
     return p.parse_args(argv)
 
 
@@ -350,7 +385,7 @@ def _fail(msg: str):
 
 
 def run(steps: int, *, warmup=None, repeats: int = 1, game: str = "alien", real: bool = False,
-        size=None, tty: bool = False, num_seeds: int = 1) -> dict:
+        size=None, tty: bool = False, num_seeds: int = 1, replay_on_device: str = "on") -> dict:
     """Measures and returns the result dict (the JSON line's content)."""
     import jax
 
@@ -358,7 +393,7 @@ def run(steps: int, *, warmup=None, repeats: int = 1, game: str = "alien", real:
     warmup = max(1, steps // 10) if warmup is None else warmup
     if num_seeds != 1 and not real:
         raise ValueError("num_seeds > 1 needs the real agent (--real)")
-    config = make_config(size, game, steps, num_seeds)
+    config = make_config(size, game, steps, num_seeds, replay_on_device)
     rows, extra = [], {}
     for _ in range(repeats):
         if real:
@@ -367,7 +402,10 @@ def run(steps: int, *, warmup=None, repeats: int = 1, game: str = "alien", real:
         else:
             names = metric_names(config) if not rows else names
             agent = make_null_agent(config, names)
-        rows.append(measure(config, agent=agent, warmup=warmup, tty=tty))
+        with contextlib.ExitStack() as stack:
+            if not real:  # the device's gather from the frame store is device work too
+                stack.enter_context(_null_frame_gather())
+            rows.append(measure(config, agent=agent, warmup=warmup, tty=tty))
     med = {k: statistics.median(r[k] for r in rows) for k in COLUMNS}
     if real and num_seeds == 1:
         extra = device_busy(config, agent)
@@ -375,14 +413,15 @@ def run(steps: int, *, warmup=None, repeats: int = 1, game: str = "alien", real:
     dev = jax.devices()[0]
     return {"benchmark": "loop", "mode": "real" if real else "null", "size": size, "game": game,
             "batch": [int(config.batch_size), int(config.seq_len)], "steps": steps, "warmup": warmup,
-            "repeats": repeats, "num_seeds": num_seeds, "ms_per_step": med, "repeat_totals_ms": [r["total"] for r in rows],
+            "repeats": repeats, "num_seeds": num_seeds, "replay_on_device": replay_on_device, "ms_per_step": med, "repeat_totals_ms": [r["total"] for r in rows],
             "device": f"{dev.platform}:{dev.device_kind} x{jax.device_count()}", "jax": jax.__version__,
             "load": round(os.getloadavg()[0], 2), **extra}
 
 
 def print_table(res: dict) -> None:
     print(f"loop benchmark: {res['mode']} agent, {res['game']} ({res['size']} config, B x T = "
-          f"{res['batch'][0]} x {res['batch'][1]}), {res['steps'] - res['warmup']} measured gradient steps x "
+          f"{res['batch'][0]} x {res['batch'][1]}, replay_on_device={res['replay_on_device']}), "
+          f"{res['steps'] - res['warmup']} measured gradient steps x "
           f"{res['repeats']} repeats (medians); device {res['device']}, jax {res['jax']}, load {res['load']}")
     print("| " + " | ".join(f"{c} ms" for c in COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))
@@ -404,13 +443,15 @@ def main(argv=None):
         _fail(f"--size {args.size!r}: allowed full, tiny")
     if args.num_seeds < 1 or (args.num_seeds > 1 and not args.real):
         _fail(f"--num_seeds {args.num_seeds}: must be 1, or more with --real")
+    if args.replay_on_device not in ("on", "off", "auto"):
+        _fail(f"--replay_on_device {args.replay_on_device!r}: allowed on, off, auto")
     from twister_jax.suites import ATARI_GAMES, normalize_game
     try:
         normalize_game(args.game)
     except (ValueError, KeyError):
         _fail(f"--game {args.game!r}: allowed {', '.join(ATARI_GAMES)}")
     res = run(args.steps, warmup=args.warmup, repeats=args.repeats, game=args.game, real=args.real,
-              size=args.size, tty=args.tty, num_seeds=args.num_seeds)
+              size=args.size, tty=args.tty, num_seeds=args.num_seeds, replay_on_device=args.replay_on_device)
     print_table(res)
     print(json.dumps(res), flush=True)
 

@@ -6,6 +6,8 @@ quota of the episodes each, seeded per episode, every episode from an empty KV c
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from twister_jax.policy_dist import is_discrete
@@ -17,6 +19,18 @@ INIT, TRAIN, ACT, EVAL, FIGURES = 0, 1, 2, 3, 4
 def env_seed(seed: int, *purpose: int) -> int:
     """A 31-bit env seed for (seed, purpose...), independent between purposes."""
     return int(np.random.SeedSequence([int(seed), *[int(p) for p in purpose]]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+@functools.lru_cache(maxsize=None)
+def _fold_in_jit():
+    import jax
+    return jax.jit(jax.random.fold_in)
+
+
+def fold_in(key, data: int):
+    """`jax.random.fold_in(key, data)` as one jitted call (the same key; eager it costs several
+    dispatches, paid on every env step)."""
+    return _fold_in_jit()(key, data)
 
 
 def stack_obs(timesteps):
@@ -62,8 +76,6 @@ def run_episodes(agent, params, config, env_group, episodes: int, key, *,
       dict(returns, lengths (frames), frames (list of uint8 frames of the first episode, if asked)),
       or None when `should_stop()` became true before the end.
     """
-    import jax
-
     n = env_group.n
     quotas = eval_quotas(episodes, n)
     starts = np.cumsum([0] + quotas[:-1])
@@ -85,7 +97,7 @@ def run_episodes(agent, params, config, env_group, episodes: int, key, *,
             return None
         image, is_first = stack_obs(ts)
         act_state, action = agent.policy_step(params, act_state, image, is_first,
-                                              jax.random.fold_in(key, t), greedy=True)
+                                              fold_in(key, t), greedy=True)
         env_act, _ = env_actions(config, np.asarray(action))
         out = env_group.step(env_act, mask=active)
         t += 1

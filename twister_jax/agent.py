@@ -248,7 +248,8 @@ def _solo_agent(config, spec: AgentSpec, mesh) -> Agent:
     policy_step_jit = jax.jit(functools.partial(policy_step, spec), static_argnames=("greedy",))
 
     def policy_step_fn(params, act_state, image, is_first, key, *, greedy: bool = False):
-        return policy_step_jit(params, act_state, jnp.asarray(image), jnp.asarray(is_first), key, greedy=greedy)
+        # NumPy inputs go to the jitted call as they are (jnp.asarray would be an eager dispatch each)
+        return policy_step_jit(params, act_state, np.asarray(image), np.asarray(is_first), key, greedy=greedy)
 
     return Agent(config=config, init_state=init_state, train_step=train_step,
                  init_act_state=functools.partial(init_act_state, spec), policy_step=policy_step_fn,
@@ -281,7 +282,7 @@ def _group_agent(config, spec: AgentSpec, mesh, num_runs: int) -> Agent:
 
     def policy_step_fn(params, act_state, image, is_first, keys, *, greedy: bool = False):
         """image (R, N, H, W, 3), is_first (R, N), keys (R,) -> (act_state (R, N, ...), action (R, N, A))."""
-        return policy_step_jit(params, act_state, jnp.asarray(image), jnp.asarray(is_first), keys, greedy=greedy)
+        return policy_step_jit(params, act_state, np.asarray(image), np.asarray(is_first), keys, greedy=greedy)
 
     def init_act_state_fn(n):
         return jax.device_put(stack_runs([init_act_state(spec, n)] * r), on_runs)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from twister_jax.acting import ACT, env_actions, env_seed, random_actions, stack_obs
+from twister_jax.acting import ACT, env_actions, env_seed, fold_in, random_actions, stack_obs
 from twister_jax.envs.vector import VectorEnv
 
 
@@ -136,10 +136,8 @@ class Collector:
 
     def observe(self):
         """The policy's inputs for this step: (image uint8 (N, H, W, 3), is_first (N,), key)."""
-        import jax
-
         image, is_first = stack_obs(self.obs)
-        return image, is_first, jax.random.fold_in(self.key, self.calls)
+        return image, is_first, fold_in(self.key, self.calls)
 
     def choose(self, action: np.ndarray, *, prefill: bool) -> np.ndarray:
         """The executed actions float32 (N, A): the policy's `action`, or uniform random ones from
