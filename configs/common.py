@@ -26,6 +26,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.prefill_windows = 100      # docs/original.md §2.4 (pre_fill_steps, counted in windows)
     c.replay_capacity = 1_000_000  # docs/original.md §2.2 (buffer_capacity, windows)
     c.replay_on_device = "auto"  # ours: frames also on the device, batches gathered there ("auto": one GPU/TPU)
+    c.overlap_acting = False     # ours: act with the params before the gradient step, envs stepping during it
     c.log_every = 100            # docs/original.md §7.2 item 7
     c.figure_every = 2_000       # docs/original.md §7.4 (every epoch)
     c.checkpoint_every = 2_000   # docs/original.md §7.4 (every epoch)
@@ -149,6 +150,8 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         raise ValueError(f"config.compute_dtype={config.compute_dtype!r} is not one of {DTYPES}")
     if config.matmul_precision not in MATMUL_PRECISIONS:
         raise ValueError(f"config.matmul_precision={config.matmul_precision!r} is not one of {MATMUL_PRECISIONS}")
+    if not isinstance(config.overlap_acting, bool):
+        raise ValueError(f"config.overlap_acting={config.overlap_acting!r} must be True or False")
     if config.replay_on_device not in ("auto", "on", "off"):
         raise ValueError(f"config.replay_on_device={config.replay_on_device!r} is not one of ('auto', 'on', 'off')")
     if config.env.suite not in SUITES:

@@ -17,7 +17,8 @@ Modes:
 
 Columns (ms per gradient step, over the measured window), timed by wrapping methods from here (the
 library has no timing code): ``env`` VectorEnv.step and reset_one (ALE emulation, max-pool,
-resize); ``add`` ReplayBuffer.add; ``sample`` ReplayBuffer.sample; ``frames`` FrameStore.sync (the
+resize; with ``--overlap``, step_async and step_wait: the wait for the env worker, the rest of its
+step overlaps the gradient step); ``add`` ReplayBuffer.add; ``sample`` ReplayBuffer.sample; ``frames`` FrameStore.sync (the
 new frames to the device copy, `--replay_on_device=on`); ``gather`` FrameStore.gather (its dispatch;
 with the null agent the gather itself, device work, is replaced by a tiny jitted call on the same
 slots); ``h2d`` sharding.global_batch (blocked until the arrays exist); ``log`` MetricLog.add/row, Outputs.metrics (metrics.jsonl and
@@ -75,7 +76,7 @@ COLUMNS = ("env", "add", "sample", "frames", "gather", "h2d", "log", "act", "tra
 
 
 def make_config(size: str = "full", game: str = "alien", steps: int = 2000, num_seeds: int = 1,
-                replay_on_device: str = "on"):
+                replay_on_device: str = "on", overlap: bool = False):
     """The Atari config of `game` (`size="full"`) or the tiny widths on it (`"tiny"`), scheduled so
     that no evaluation, checkpoint or figure falls inside `steps` gradient steps; `num_seeds` runs
     in one process (needs `config.num_seeds`); `replay_on_device` as config.replay_on_device."""
@@ -98,6 +99,8 @@ def make_config(size: str = "full", game: str = "alien", steps: int = 2000, num_
         config.eval_every = config.checkpoint_every = config.figure_every = beyond
         if "replay_on_device" in config:
             config.replay_on_device = replay_on_device
+        if overlap:
+            config.overlap_acting = True
         if num_seeds != 1:
             if "num_seeds" not in config:
                 raise ValueError("this version has no config.num_seeds (one seed per process)")
@@ -281,6 +284,7 @@ def measure(config, *, agent=None, warmup: int = 100, tty: bool = False) -> dict
 
     with contextlib.ExitStack() as stack:
         for cls, name, col, block in ((VectorEnv, "step", "env", False), (VectorEnv, "reset_one", "env", False),
+                                      (VectorEnv, "step_async", "env", False), (VectorEnv, "step_wait", "env", False),
                                       (ReplayBuffer, "add", "add", False), (ReplayBuffer, "sample", "sample", False),
                                       (MetricLog, "add", "log", False), (MetricLog, "row", "log", False),
                                       (Outputs, "metrics", "log", False),
@@ -373,6 +377,8 @@ def _parse(argv=None):
     p.add_argument("--size", default=None, help="full (default for null) or tiny (default for --real)")
     p.add_argument("--tty", action="store_true", help="the tqdm progress bar instead of plain lines")
     p.add_argument("--num_seeds", type=int, default=1, help="runs in one process (config.num_seeds; needs --real)")
+    p.add_argument("--overlap", action="store_true",
+                   help="config.overlap_acting: act with the previous params, envs stepping during the gradient step")
     p.add_argument("--replay_on_device", default="on",
                    help="config.replay_on_device: on (default: batches gathered on the device from its copy of the "
                         "frames, as a GPU/TPU run does by default), off (gathered on the host and copied), auto")
@@ -385,7 +391,8 @@ def _fail(msg: str):
 
 
 def run(steps: int, *, warmup=None, repeats: int = 1, game: str = "alien", real: bool = False,
-        size=None, tty: bool = False, num_seeds: int = 1, replay_on_device: str = "on") -> dict:
+        size=None, tty: bool = False, num_seeds: int = 1, replay_on_device: str = "on",
+        overlap: bool = False) -> dict:
     """Measures and returns the result dict (the JSON line's content)."""
     import jax
 
@@ -393,7 +400,7 @@ def run(steps: int, *, warmup=None, repeats: int = 1, game: str = "alien", real:
     warmup = max(1, steps // 10) if warmup is None else warmup
     if num_seeds != 1 and not real:
         raise ValueError("num_seeds > 1 needs the real agent (--real)")
-    config = make_config(size, game, steps, num_seeds, replay_on_device)
+    config = make_config(size, game, steps, num_seeds, replay_on_device, overlap)
     rows, extra = [], {}
     for _ in range(repeats):
         if real:
@@ -413,14 +420,16 @@ def run(steps: int, *, warmup=None, repeats: int = 1, game: str = "alien", real:
     dev = jax.devices()[0]
     return {"benchmark": "loop", "mode": "real" if real else "null", "size": size, "game": game,
             "batch": [int(config.batch_size), int(config.seq_len)], "steps": steps, "warmup": warmup,
-            "repeats": repeats, "num_seeds": num_seeds, "replay_on_device": replay_on_device, "ms_per_step": med, "repeat_totals_ms": [r["total"] for r in rows],
+            "repeats": repeats, "num_seeds": num_seeds, "replay_on_device": replay_on_device,
+            "overlap_acting": overlap, "ms_per_step": med, "repeat_totals_ms": [r["total"] for r in rows],
             "device": f"{dev.platform}:{dev.device_kind} x{jax.device_count()}", "jax": jax.__version__,
             "load": round(os.getloadavg()[0], 2), **extra}
 
 
 def print_table(res: dict) -> None:
     print(f"loop benchmark: {res['mode']} agent, {res['game']} ({res['size']} config, B x T = "
-          f"{res['batch'][0]} x {res['batch'][1]}, replay_on_device={res['replay_on_device']}), "
+          f"{res['batch'][0]} x {res['batch'][1]}, replay_on_device={res['replay_on_device']}, "
+          f"overlap_acting={res['overlap_acting']}), "
           f"{res['steps'] - res['warmup']} measured gradient steps x "
           f"{res['repeats']} repeats (medians); device {res['device']}, jax {res['jax']}, load {res['load']}")
     print("| " + " | ".join(f"{c} ms" for c in COLUMNS) + " |")
@@ -451,7 +460,8 @@ def main(argv=None):
     except (ValueError, KeyError):
         _fail(f"--game {args.game!r}: allowed {', '.join(ATARI_GAMES)}")
     res = run(args.steps, warmup=args.warmup, repeats=args.repeats, game=args.game, real=args.real,
-              size=args.size, tty=args.tty, num_seeds=args.num_seeds, replay_on_device=args.replay_on_device)
+              size=args.size, tty=args.tty, num_seeds=args.num_seeds, replay_on_device=args.replay_on_device,
+              overlap=args.overlap)
     print_table(res)
     print(json.dumps(res), flush=True)
 

@@ -91,7 +91,11 @@ class Collector:
         self.key = jax.random.fold_in(base_key, ACT)
         seed, pid = int(config.seed), int(process_index)
         self.rng = np.random.Generator(np.random.PCG64(env_seed(seed, 101, pid)))
-        self.envs = VectorEnv(config.env, env_seeds(config, pid)) if envs is None else envs
+        # with overlap_acting a single env steps in a worker too, so that its step overlaps the
+        # gradient step (`begin_step` / `end_step`)
+        workers = 1 if bool(config.get("overlap_acting", False)) and self.n == 1 else None
+        self.envs = VectorEnv(config.env, env_seeds(config, pid), num_workers=workers) if envs is None else envs
+        self._in_flight = None
         if self.envs.num_actions is not None and int(self.envs.num_actions) != self.num_actions:
             self.envs.close()
             raise ValueError(f"config.env.num_actions={self.num_actions} but the {config.env.suite} env "
@@ -124,6 +128,12 @@ class Collector:
 
     def step(self, params, *, prefill: bool) -> None:
         """One batched env step of every env (see the module docstring)."""
+        self.begin_step(params, prefill=prefill)
+        self.end_step()
+
+    def begin_step(self, params, *, prefill: bool) -> None:
+        """Acts with `params` and starts the envs' step (`VectorEnv.step_async`): with worker
+        processes they step while the caller goes on; `end_step()` records what they return."""
         import jax
 
         image, is_first, key = self.observe()
@@ -132,7 +142,13 @@ class Collector:
         if prefill and not self.config.quirks.prefill_policy_action:
             self.act_state = self.act_state.replace(action=jax.numpy.asarray(action))
         env_act, stored = env_actions(self.config, action)
-        self.record(self.envs.step(env_act), stored)
+        self.envs.step_async(env_act)
+        self._in_flight = stored
+
+    def end_step(self) -> None:
+        """Waits for the step `begin_step` started and records it."""
+        stored, self._in_flight = self._in_flight, None
+        self.record(self.envs.step_wait(), stored)
 
     def observe(self):
         """The policy's inputs for this step: (image uint8 (N, H, W, 3), is_first (N,), key)."""

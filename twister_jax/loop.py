@@ -10,7 +10,9 @@ Schedule (docs/original.md §2.4, §2.5, §7.1-§7.4), `step` = completed gradie
   2. pre-fill: batched env steps with random actions until the replay holds `prefill_windows`
      windows (the policy still runs, to fill the acting state's KV cache);
   3. loop: sample a batch, one `train_step` (key `fold_in(base, TRAIN)`; the agent folds in its step),
-     `step += 1`; a batched env step when `step % env_step_every == 0`; a log row every `log_every`;
+     `step += 1`; a batched env step when `step % env_step_every == 0` (with `overlap_acting`, ours
+     and off by default: that env step acts with the params from before the gradient step and runs
+     in the env workers during it, docs/architecture.md §7); a log row every `log_every`;
      then, at epoch ends (§7.4 order): evaluation every `eval_every` and at the last step, a
      checkpoint every `checkpoint_every` and at the last step, figures every `figure_every`;
   4. end: `done.json`, written last, atomically.
@@ -61,7 +63,7 @@ class Trainer:
         self.group = runs_lib.num_runs(config) > 1
         self.local_batch = int(config.batch_size) // jax.process_count()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.shared_envs = None
+        self.shared_envs, self._in_flight = None, None
         self.runs = self._build_runs(MetricLog)
         from twister_jax import frame_store
         # the replays' frames on the device (config.replay_on_device); rebuilt from them on restore
@@ -203,9 +205,15 @@ class Trainer:
     def env_step(self) -> None:
         """One batched env step of every run: one policy call (vmapped over runs in a group), then
         one step of all envs (the group's shared `VectorEnv`)."""
+        self.env_step_begin()
+        self.env_step_end()
+
+    def env_step_begin(self) -> None:
+        """The policy call with the current params and the start of the envs' step; the envs (in
+        worker processes) step while the caller goes on until `env_step_end()`."""
         prefill = [r.replay.num_windows < self.config.prefill_windows for r in self.runs]
         if not self.group:
-            self.runs[0].collector.step(self.train_state.params, prefill=prefill[0])
+            self.runs[0].collector.begin_step(self.train_state.params, prefill=prefill[0])
             return
         import jax.numpy as jnp
         from twister_jax.acting import env_actions
@@ -218,10 +226,19 @@ class Trainer:
         if any(prefill) and not self.config.quirks.prefill_policy_action:
             self.act_state = self.act_state.replace(action=jnp.asarray(np.stack(executed)))
         converted = [env_actions(r.config, a) for r, a in zip(self.runs, executed)]
-        out = self.shared_envs.step([x for env_act, _ in converted for x in env_act])
+        self.shared_envs.step_async([x for env_act, _ in converted for x in env_act])
+        self._in_flight = [stored for _, stored in converted]
+
+    def env_step_end(self) -> None:
+        """Waits for the envs' step that `env_step_begin` started and records it in every run."""
+        if not self.group:
+            self.runs[0].collector.end_step()
+            return
+        out = self.shared_envs.step_wait()
+        stored, self._in_flight = self._in_flight, None
         n = int(self.config.env.num_envs)
-        for i, (r, (_, stored)) in enumerate(zip(self.runs, converted)):
-            r.collector.record(out[i * n:(i + 1) * n], stored)
+        for i, r in enumerate(self.runs):
+            r.collector.record(out[i * n:(i + 1) * n], stored[i])
 
     def log_row(self) -> dict:
         rows = []
@@ -312,10 +329,17 @@ class Trainer:
             self.progress.restart_clock()
             if self.step > 0 and self._eval_due():
                 self._epoch_end()  # an evaluation interrupted by a signal is redone
+            overlap = bool(c.get("overlap_acting", False))
             while self.step < c.num_train_steps and not self.stop_requested:
-                self.train_step()
-                if self.step % c.env_step_every == 0:
-                    self.env_step()
+                if overlap and (self.step + 1) % c.env_step_every == 0:
+                    # acts with the params before this gradient step; the envs step meanwhile
+                    self.env_step_begin()
+                    self.train_step()
+                    self.env_step_end()
+                else:
+                    self.train_step()
+                    if self.step % c.env_step_every == 0:
+                        self.env_step()
                 loss = self.log_row().get("loss") if self.step % c.log_every == 0 else None
                 self.progress.update(self.step, env_steps=c0.env_steps, loss=loss,
                                      score=self.runs[0].evaluator.last_score)

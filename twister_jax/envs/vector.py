@@ -11,6 +11,8 @@ Protocol (what the training loop relies on):
   so it never sees an auto-reset; evaluation does the same with a seed per episode.
 * `reset() -> list[TimeStep]` resets every env; `reset_one(i, seed=None) -> TimeStep` resets env i
   (re-seeded when `seed` is given). Both return `is_first` steps and clear env i's pending reset.
+* `step_async(actions, mask=None)` then `step_wait() -> list`: the same step, split so that the
+  caller works while the workers step (nothing else may be called in between);
 * `step(actions, mask=None) -> list[Optional[TimeStep]]`: for every i with `mask[i]` (default all):
   - if env i is *pending reset* (its previous returned step had `is_last`, including an error step,
     and no `reset_one(i)` came since), it is reset instead of stepped: the returned TimeStep is the
@@ -156,6 +158,7 @@ class VectorEnv:
             num_workers = 0 if self.n == 1 else (os.cpu_count() or 1)
         workers = min(int(num_workers), self.n)
         self._local = None
+        self._in_flight = None  # the handle of a step_async not yet waited for
         self._conns, self._procs = [], []
         # env i lives in worker i % workers at local index i // workers
         self._where = [(i % max(workers, 1), i // max(workers, 1)) for i in range(self.n)]
@@ -187,11 +190,17 @@ class VectorEnv:
 
     def _call(self, cmd: str, per_env: dict) -> dict:
         """per_env: env index -> tuple of per-env args. Returns env index -> result."""
+        if self._in_flight is not None:
+            raise RuntimeError(f"VectorEnv.{cmd} while a step_async is in flight: call step_wait first")
+        return self._collect(self._send(cmd, per_env))
+
+    def _send(self, cmd: str, per_env: dict):
+        """Starts `cmd` on the envs of `per_env` (in-process: runs it); `_collect` returns the results."""
         if self._local is not None:
             idx = sorted(per_env)
             args = list(zip(*[per_env[i] for i in idx])) if idx else []
             res = getattr(self._local, cmd)(idx, *[list(a) for a in args]) if idx else []
-            return dict(zip(idx, res)) if res is not None else {}
+            return "local", (dict(zip(idx, res)) if res is not None else {})
         groups: dict = {}
         for i in sorted(per_env):
             w, j = self._where[i]
@@ -200,8 +209,14 @@ class VectorEnv:
             local_idx = [j for _, j in items]
             cols = list(zip(*[per_env[i] for i, _ in items]))
             self._conns[w].send((cmd, (local_idx, *[list(c) for c in cols])))
+        return "workers", groups
+
+    def _collect(self, handle) -> dict:
+        kind, payload = handle
+        if kind == "local":
+            return payload
         out = {}
-        for w, items in groups.items():
+        for w, items in payload.items():
             res = self._recv(w)
             if res is not None:
                 out.update({i: r for (i, _), r in zip(items, res)})
@@ -217,8 +232,23 @@ class VectorEnv:
         return self._call("reset", {int(i): (seed,)})[int(i)]
 
     def step(self, actions, mask=None) -> list:
+        self.step_async(actions, mask)
+        return self.step_wait()
+
+    def step_async(self, actions, mask=None) -> None:
+        """Starts `step(actions, mask)`; the workers step while the caller goes on (in-process envs
+        step here). `step_wait()` returns the result; no other call may come in between."""
+        if self._in_flight is not None:
+            raise RuntimeError("VectorEnv.step_async while a step is in flight: call step_wait first")
         mask = np.ones(self.n, bool) if mask is None else np.asarray(mask, bool)
-        res = self._call("step", {i: (actions[i],) for i in range(self.n) if mask[i]})
+        self._in_flight = self._send("step", {i: (actions[i],) for i in range(self.n) if mask[i]})
+
+    def step_wait(self) -> list:
+        """The result of the `step_async` in flight, as `step` returns it."""
+        if self._in_flight is None:
+            raise RuntimeError("VectorEnv.step_wait without a step_async")
+        handle, self._in_flight = self._in_flight, None
+        res = self._collect(handle)
         for i, ts in res.items():
             if ts.error:
                 log.warning("env %d raised during step; its episode ended (is_last) and it resets next", i)
@@ -241,6 +271,12 @@ class VectorEnv:
 
     def close(self) -> None:
         """Ends the workers; never raises (closing must not mask the outcome of a run)."""
+        if getattr(self, "_in_flight", None) is not None:  # a step_async nobody waited for
+            try:
+                self._collect(self._in_flight)
+            except Exception:  # noqa: BLE001
+                pass
+            self._in_flight = None
         if self._local is not None:
             try:
                 self._local.close()
