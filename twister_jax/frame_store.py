@@ -109,7 +109,7 @@ class FrameStore:
         k = max(len(s) for s, _ in per_run)
         if k == 0:
             return
-        self._ensure(max(int(s.max()) + 1 for s, _ in per_run if len(s)))
+        self._ensure(max(int(s[-1]) + 1 for s, _ in per_run if len(s)))  # serials increase
         width = 1
         while width < k:
             width *= 2  # few distinct shapes, few compiles
