@@ -45,6 +45,9 @@ Measured 2026-11-30, 2-core CPU shared with a CPU-heavy job and other tests (wal
   later single rounds (load ~7 / ~5): total 10.0 -> 6.4 / 11.2 -> 7.9, cpu 8.3 -> 6.1 / 11.0 -> 7.8
   QUIET machine (load ~1.2, K = 1000, 2 repeats, before then after): env 1.32 -> 1.35, sample
       2.07 -> 1.72, h2d 3.59 -> 1.34, log 0.71 -> 0.24, rest 1.99 -> 1.02, total 10.3 -> 6.4, cpu 11.1 -> 6.8
+  later, other jobs paused (load 1.6-2.7, K = 1000, 2 repeats), total (cpu): 23f4c4f 6.77 (7.20);
+      fewer dispatches, --replay_on_device off 5.42 (5.84); --replay_on_device on 2.42 (2.88);
+      on + --overlap 2.59 (2.17). Split and what changed: docs/architecture.md §8.
 
 Usage:
   python experiments/benchmark_loop.py                           # null agent, Alien, full config
