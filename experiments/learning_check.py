@@ -36,8 +36,11 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-DEFAULT_TASKS = "boxing,kung_fu_master,cartpole_balance"
-DEFAULT_ENV_STEPS = {"atari": 4_000, "dmc": 8_000}
+# what fits in about 1.5 hours on an idle 2-core CPU; at these budgets no task is above random yet
+# (docs/learning_check.md: the measured costs, the results, why; Boxing's early greedy policy is
+# knocked out, so it is not among the defaults). For a real demonstration raise --env_steps.
+DEFAULT_TASKS = "road_runner,kung_fu_master,cartpole_balance"
+DEFAULT_ENV_STEPS = {"atari": 2_500, "dmc": 3_000}
 
 
 def parse_args(argv=None):
@@ -47,8 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     p.add_argument("--env_steps", default="", help="per-task budget overrides, e.g. boxing=8000,cartpole_balance=12000 "
                    f"(default {DEFAULT_ENV_STEPS['atari']} on Atari, {DEFAULT_ENV_STEPS['dmc']} on DMC)")
-    p.add_argument("--evals", type=int, default=4, help="evaluations along the way (the last at the end)")
-    p.add_argument("--random_episodes", type=int, default=30, help="episodes of the random policy per task")
+    p.add_argument("--evals", type=int, default=2, help="evaluations along the way (the last at the end)")
+    p.add_argument("--random_episodes", type=int, default=20, help="episodes of the random policy per task")
     p.add_argument("--seeds_per_process", type=int, default=1,
                    help="consecutive seeds trained by one process (config.num_seeds, one vmapped step)")
     p.add_argument("--parallel", type=int, default=os.cpu_count() or 1, help="training processes at once")
@@ -176,7 +179,7 @@ def main(argv=None) -> int:
         "versions": versions(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
         "date": time.strftime("%Y-%m-%d"),
-        "wall_time_s": time.time() - t0,
+        "wall_time_s": None if args.report_only else time.time() - t0,
         "failures": failures,
     }
     learning.write(out, summary, runs)

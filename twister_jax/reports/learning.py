@@ -124,11 +124,11 @@ def curves_png(path, tasks: list[dict], runs: dict) -> None:
             x = [row["env_steps"] for row in r["scores"]]
             y = [row["return_mean"] for row in r["scores"]]
             if x:
-                ax.plot(x, y, lw=0.8, alpha=0.6, label=f"seed {r['seed']}")
+                ax.plot(x, y, lw=0.8, alpha=0.6, marker="o", ms=3, label=f"seed {r['seed']}")
                 curves.append((x, y))
         lengths = {len(x) for x, _ in curves}
         if len(lengths) == 1 and curves:
-            ax.plot(curves[0][0], np.mean([y for _, y in curves], 0), lw=2.2, color="k", label="mean")
+            ax.plot(curves[0][0], np.mean([y for _, y in curves], 0), lw=2.2, color="k", marker="o", ms=4, label="mean")
         ax.axhline(entry["random_mean"], ls="--", color="tab:red", label="random")
         ax.set_title(f"{entry['task']} (p = {entry['p_value']:.2g})")
         ax.set_xlabel("env steps (agent steps)")
@@ -158,8 +158,11 @@ def markdown(summary: dict) -> str:
         per = ", ".join(f"seed {s}: {v:.2f}" for s, v in e["final_per_seed"].items())
         lines.append(f"- {e['task']}: {per}" + (f"; unfinished seeds {e['seeds_unfinished']}"
                                                 if e["seeds_unfinished"] else ""))
-    lines += ["", f"Wall time of the whole command: {summary['wall_time_s'] / 60:.1f} min; "
-              f"training time summed over runs: {sum(e['wall_time_s'] for e in summary['tasks']) / 60:.1f} min.",
+    whole = ("(a report only)" if summary.get("wall_time_s") is None
+             else f"{summary['wall_time_s'] / 60:.1f} min")
+    lines += ["", f"Wall time of the whole command: {whole}; "
+              f"training time summed over runs (from their done.json): "
+              f"{sum(e['wall_time_s'] for e in summary['tasks']) / 60:.1f} min.",
               "", "![learning curves](curves.png)", ""]
     return "\n".join(lines)
 
