@@ -47,10 +47,22 @@ other jobs and tests; the N=8 row overlapped a test run), tiny float32, --steps 
 | tiny | float32 | 4 | 134.7 | 1212.3 | 303.1 | 1790 |
 | tiny | float32 | 8 | 140.7 | 5447.0 | 680.9 | 2189 |
 
-On 2 CPU cores the tiny step is compute-bound, not launch-bound: at N=4 a seed costs 0.89x of N=1
-(the issue's target, at most 0.5x, is NOT met on this CPU); the gain is meant for accelerators,
-where one run leaves the device idle. Full Atari size (N=1,2) and the GPU bfloat16 rows (N=1,5) were
-not measured (no time left on this contended machine; no GPU lent to this task).
+Again with every other job paused (load 1.6; tiny: --steps 10; atari: --steps 2, load 1.8):
+
+| size | dtype | N | compile_s | step_ms | per_seed_ms | peak_MiB |
+|---|---|---|---|---|---|---|
+| tiny | float32 | 1 | 43.9 | 133.0 | 133.0 | 1524 |
+| tiny | float32 | 2 | 45.3 | 273.6 | 136.8 | 1596 |
+| tiny | float32 | 4 | 48.5 | 541.7 | 135.4 | 1828 |
+| tiny | float32 | 8 | 52.7 | 1756.1 | 219.5 | 2215 |
+| atari | float32 | 1 | 51.9 | 21147 | 21147 | 9114 |
+| atari | float32 | 2 | 52.1 | 59664 | 29832 | 17780 |
+
+On 2 CPU cores the step is compute-bound, not launch-bound: at the tiny size a seed costs the same at
+N = 1, 2 and 4 (1.02x at N=4; the issue's target, at most 0.5x, is NOT met on this CPU), and at the
+Atari size a group of 2 costs 1.41x per seed (the vmapped step's grouped convolutions and twice the
+memory). The gain is meant for accelerators, where one run leaves the device idle. The GPU bfloat16
+rows (N=1,5) are not measured (no GPU lent to this task).
 
 Usage:
   python experiments/benchmark_train_step.py --sizes tiny --dtypes float32 --num_seeds 1,2,4,8 --no-split
