@@ -26,7 +26,8 @@ a slot is reused only once no stored window needs its record; `sample(images=Fal
 raises rather than return a slot that was reused. With `track_frames` set, `add` keeps each new
 record's (serial, image) until `take_new_frames()`; `live_frames()` lists every record still needed.
 
-Persistence (docs/interfaces.md §3 "Replay persistence"), files in the replay directory:
+Persistence (docs/interfaces.md §3 "Replay persistence"; file names and directory checks in
+`twister_jax/replay_files.py`), files in the replay directory:
 
 * `chunk_<step:012d>.npz`: the records added since the previous save, in add order, with their
   stream and per-stream record index (`stream`, `index`, `image`, `action`, `reward`, `is_first`,
@@ -55,16 +56,14 @@ from __future__ import annotations
 import itertools
 import json
 import pathlib
-import re
 from typing import Optional, Sequence
 
 import numpy as np
 
+from twister_jax import replay_files
 from twister_jax.files import atomic_write
 
 _FORMAT_VERSION = 1
-_STATE_RE = re.compile(r"^state_(\d+)\.json$")
-_CHUNK_RE = re.compile(r"^chunk_(\d+)\.npz$")
 _GENERATIONS = itertools.count(1)  # a fresh number for every storage a buffer starts or restores
 
 
@@ -76,14 +75,6 @@ def aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
     raw = np.empty(nbytes + align, np.uint8)
     offset = -raw.__array_interface__["data"][0] % align
     return raw[offset:offset + nbytes].view(dtype).reshape(shape)
-
-
-def _state_name(step: int) -> str:
-    return f"state_{int(step):012d}.json"
-
-
-def _chunk_name(step: int) -> str:
-    return f"chunk_{int(step):012d}.npz"
 
 
 class _Stream:
@@ -331,6 +322,13 @@ class ReplayBuffer:
             out["frame_slot"] = (serial % self.frame_slots).astype(np.int32)
         return out
 
+    def window(self, k: int) -> tuple[int, int]:
+        """(stream, end index) of the k-th oldest stored window (for tests and inspection)."""
+        if not 0 <= k < self._num_windows:
+            raise IndexError(k)
+        slot = (self._total_windows - self._num_windows + k) % self.capacity
+        return int(self._win_stream[slot]), int(self._win_end[slot])
+
     # --------------------------------------------------------------------------- frame slots
     def take_new_frames(self) -> tuple[np.ndarray, list]:
         """(serials int64 (K,), K images) of the records added since the last call while
@@ -352,13 +350,6 @@ class ReplayBuffer:
     def next_serial(self) -> int:
         """Serial the next added record will get (records 0 .. next_serial - 1 exist or existed)."""
         return self._serial
-
-    def window(self, k: int) -> tuple[int, int]:
-        """(stream, end index) of the k-th oldest stored window (for tests and inspection)."""
-        if not 0 <= k < self._num_windows:
-            raise IndexError(k)
-        slot = (self._total_windows - self._num_windows + k) % self.capacity
-        return int(self._win_stream[slot]), int(self._win_end[slot])
 
     # ---------------------------------------------------------------------------- persistence
     def state_dict(self) -> dict:
@@ -392,7 +383,7 @@ class ReplayBuffer:
         step = int(step)
         if self._last_step is not None and step <= self._last_step:
             raise ValueError(f"replay save at step {step} is not after the last save/restore ({self._last_step})")
-        self._drop_after(directory, self._last_step if self._last_step is not None else -1)
+        replay_files.drop_after(directory, self._last_step if self._last_step is not None else -1)
         chunks = [c for c in self._chunks if c["step"] < step]
         if self._pending:
             order = np.asarray(self._pending, np.int32)
@@ -416,53 +407,23 @@ class ReplayBuffer:
                 m = np.nonzero(order == s)[0]
                 for k in data:
                     data[k][m] = got[k]
-            atomic_write(directory / _chunk_name(step),
+            atomic_write(directory / replay_files.chunk_name(step),
                           lambda f: np.savez(f, stream=order, index=index, **data))
             max_index = [int(index[order == s].max()) if np.any(order == s) else -1
                          for s in range(self.num_streams)]
-            chunks.append({"step": step, "file": _chunk_name(step), "max_index": max_index})
+            chunks.append({"step": step, "file": replay_files.chunk_name(step), "max_index": max_index})
         # chunks whose records are all evicted are no longer needed by this step
         chunks = [c for c in chunks if any(c["max_index"][s] >= self._evicted[s] for s in range(self.num_streams))]
         state = {"step": step, "buffer": self.state_dict(), "chunks": chunks}
-        atomic_write(directory / _state_name(step), json.dumps(state))
+        atomic_write(directory / replay_files.state_name(step), json.dumps(state))
         self._chunks = chunks
         self._saved = np.array([s.count for s in self._streams], np.int64)
         self._pending = []
         self._last_step = step
 
-    @staticmethod
-    def _drop_after(directory: pathlib.Path, step: int) -> None:
-        """Deletes state files, then chunks, tagged after `step` (an abandoned future), and the
-        temporary files a kill may have left behind."""
-        for p in directory.iterdir():
-            if p.name.startswith((".state_", ".chunk_")) and ".tmp" in p.name:
-                p.unlink()
-        for regex in (_STATE_RE, _CHUNK_RE):
-            for p in directory.iterdir():
-                m = regex.match(p.name)
-                if m and int(m.group(1)) > step:
-                    p.unlink()
-
-    @staticmethod
-    def saved_steps(directory) -> list[int]:
-        """Steps with a complete state file in `directory`, ascending."""
-        directory = pathlib.Path(directory)
-        if not directory.exists():
-            return []
-        return sorted(int(m.group(1)) for p in directory.iterdir() if (m := _STATE_RE.match(p.name)))
-
-    @staticmethod
-    def missing_files(directory, step: int) -> list[str]:
-        """The files a restore to `step` needs that are not in `directory` (state file, chunks)."""
-        directory = pathlib.Path(directory)
-        path = directory / _state_name(step)
-        if not path.is_file():
-            return [str(path)]
-        try:
-            chunks = json.loads(path.read_text())["chunks"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return []
-        return [str(directory / c["file"]) for c in chunks if not (directory / c["file"]).is_file()]
+    # the directory's file format: twister_jax/replay_files.py
+    saved_steps = staticmethod(replay_files.saved_steps)
+    missing_files = staticmethod(replay_files.missing_files)
 
     def restore(self, directory, step: int) -> None:
         """Restores the buffer exactly as it was when `save(directory, step)` returned.
@@ -478,7 +439,7 @@ class ReplayBuffer:
         self.__dict__.update(fresh.__dict__)  # only once everything has been read
 
     def _load(self, directory: pathlib.Path, step: int) -> None:
-        path = directory / _state_name(step)
+        path = directory / replay_files.state_name(step)
         missing = self.missing_files(directory, step)
         if missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
