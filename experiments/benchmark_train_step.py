@@ -37,17 +37,9 @@ state is about 15 s per gradient step including its env step. bfloat16 is no fas
 
 Many seeds (issue 14): ``--num_seeds 1,2,4,8`` adds one row per group size N (`config.num_seeds`: the
 group agent's one jitted vmap over N stacked runs, the same frames in every run, no split);
-``per_seed_ms = step_ms / N``. Measured 2026-11-30, the same 2-core CPU but CONTENDED (load 8-15 from
-other jobs and tests; the N=8 row overlapped a test run), tiny float32, --steps 10 --no-split:
-
-| size | dtype | N | compile_s | step_ms | per_seed_ms | peak_MiB |
-|---|---|---|---|---|---|---|
-| tiny | float32 | 1 | 128.9 | 341.9 | 341.9 | 1484 |
-| tiny | float32 | 2 | 133.3 | 711.4 | 355.7 | 1568 |
-| tiny | float32 | 4 | 134.7 | 1212.3 | 303.1 | 1790 |
-| tiny | float32 | 8 | 140.7 | 5447.0 | 680.9 | 2189 |
-
-Again with every other job paused (load 1.6; tiny: --steps 10; atari: --steps 2, load 1.8):
+``per_seed_ms = step_ms / N``. Measured 2026-11-30 on the same 2-core CPU with every other job
+paused (a first, contended measurement the same day, load 8-15, gave 342 / 356 / 303 / 681 ms per
+seed at tiny N = 1 / 2 / 4 / 8); tiny: --steps 10, load 1.6; atari: --steps 2, load 1.8:
 
 | size | dtype | N | compile_s | step_ms | per_seed_ms | peak_MiB |
 |---|---|---|---|---|---|---|
