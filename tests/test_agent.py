@@ -220,6 +220,22 @@ def test_policy_step_discrete(setup):
     assert len(sampled) > 1
 
 
+def test_acting_keys_from_the_host_stream_equal_fold_in(setup):
+    """The training envs' per-step keys come from `acting.KeyStream` as host key data: the same
+    bits as `fold_in(key, i)` (across blocks), and `policy_step` acts the same with them."""
+    from twister_jax.acting import KeyStream
+    stream = KeyStream(setup.key, block=4)
+    for i in (0, 3, 4, 9, 2, 1 << 20):
+        np.testing.assert_array_equal(stream(i), np.asarray(jax.random.key_data(jax.random.fold_in(setup.key, i))))
+    agent, n = setup.agent, 2
+    params = setup.fresh_state().params
+    image, first = setup.batch["image"][:n, 0], np.ones(n, bool)
+    typed = agent.policy_step(params, agent.init_act_state(n), image, first, jax.random.fold_in(setup.key, 9))
+    data = agent.policy_step(params, agent.init_act_state(n), image, first, stream(9))
+    np.testing.assert_array_equal(np.asarray(typed[1]), np.asarray(data[1]))
+    np.testing.assert_array_equal(np.asarray(typed[0].stoch), np.asarray(data[0].stoch))
+
+
 def test_policy_step_continuous():
     config = tiny_config("fake_continuous")
     agent = agent_lib.make_agent(config)

@@ -22,15 +22,35 @@ def env_seed(seed: int, *purpose: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def _fold_in_jit():
+def _fold_block_jit(size: int):
     import jax
-    return jax.jit(jax.random.fold_in)
+    import jax.numpy as jnp
+
+    def block(key, start):
+        data = start + jnp.arange(size, dtype=jnp.uint32)
+        return jax.random.key_data(jax.vmap(lambda d: jax.random.fold_in(key, d))(data))
+    return jax.jit(block)
 
 
-def fold_in(key, data: int):
-    """`jax.random.fold_in(key, data)` as one jitted call (the same key; eager it costs several
-    dispatches, paid on every env step)."""
-    return _fold_in_jit()(key, data)
+class KeyStream:
+    """The keys `fold_in(key, i)` for i = 0, 1, 2, ... as host arrays: the raw key data, uint32
+    (2,) for the default threefry keys, which the agent's `policy_step` accepts in place of a key.
+
+    One jitted call computes `block` of them at once (the same bits as `fold_in(key, i)` one by one),
+    so an env step costs no device dispatch for its key. Stateless between blocks: `key(i)` depends
+    only on (key, i), so a resumed run gets the same keys.
+    """
+
+    def __init__(self, key, block: int = 256):
+        self.key, self.block = key, int(block)
+        self._start, self._data = None, None
+
+    def __call__(self, i: int) -> np.ndarray:
+        i = int(i)
+        if self._data is None or not self._start <= i < self._start + self.block:
+            self._start = i - i % self.block
+            self._data = np.asarray(_fold_block_jit(self.block)(self.key, np.uint32(self._start)))
+        return self._data[i - self._start]
 
 
 def stack_obs(timesteps):
@@ -40,12 +60,19 @@ def stack_obs(timesteps):
     return image, is_first
 
 
+@functools.lru_cache(maxsize=None)
+def _eye(n: int) -> np.ndarray:
+    out = np.eye(n, dtype=np.float32)
+    out.flags.writeable = False
+    return out
+
+
 def env_actions(config, action: np.ndarray):
     """Policy output (N, A) float32 -> (per-env env actions, stored action vectors (N, A))."""
     action = np.asarray(action, np.float32)
     if is_discrete(config):
         idx = action.argmax(-1)
-        return [int(i) for i in idx], np.eye(config.env.num_actions, dtype=np.float32)[idx]
+        return [int(i) for i in idx], _eye(int(config.env.num_actions))[idx]
     vec = np.clip(action, -1.0, 1.0).astype(np.float32)
     return list(vec), vec
 
@@ -91,13 +118,14 @@ def run_episodes(agent, params, config, env_group, episodes: int, key, *,
     returns, lengths = [[] for _ in range(n)], [[] for _ in range(n)]
     frames = [np.asarray(ts[0].image)] if record_first else None
     recording = record_first
+    keys = KeyStream(key)  # step t's key: fold_in(key, t)
     t = 0
     while active.any():
         if should_stop():
             return None
         image, is_first = stack_obs(ts)
         act_state, action = agent.policy_step(params, act_state, image, is_first,
-                                              fold_in(key, t), greedy=True)
+                                              keys(t), greedy=True)
         env_act, _ = env_actions(config, np.asarray(action))
         out = env_group.step(env_act, mask=active)
         t += 1

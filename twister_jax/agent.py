@@ -188,7 +188,8 @@ def policy_step(spec: AgentSpec, params: dict, act_state: ActState, image: jax.A
       params: `TrainState.params` (the world model's and the actor's are used).
       act_state: `ActState` of the previous step.
       image: uint8 ``(N, 64, 64, 3)``; is_first: ``(N,)`` episode starts.
-      key: posterior and policy noise.
+      key: posterior and policy noise: a PRNG key, or its raw key data uint32 ``(2,)`` (a host
+        array from `acting.KeyStream`).
       greedy: the policy's mode instead of a sample.
 
     Returns:
@@ -198,6 +199,8 @@ def policy_step(spec: AgentSpec, params: dict, act_state: ActState, image: jax.A
     wm = spec.world_model(params["world_model"])
     policy = spec.actor(params["actor"])
     n = image.shape[0]
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)
     k_post, k_pol = jax.random.split(key)
     logits = wm.encode(wm_loss.preprocess(image))
     z = onehot_sample(logits, jax.random.gumbel(k_post, logits.shape, jnp.float32), m.unimix)

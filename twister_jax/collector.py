@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from twister_jax.acting import ACT, env_actions, env_seed, fold_in, random_actions, stack_obs
+from twister_jax.acting import ACT, KeyStream, env_actions, env_seed, random_actions, stack_obs
 from twister_jax.envs.vector import VectorEnv
 
 
@@ -89,6 +89,7 @@ class Collector:
         self.num_actions = int(config.env.num_actions)
         self.action_repeat = int(config.env.action_repeat)
         self.key = jax.random.fold_in(base_key, ACT)
+        self.keys = KeyStream(self.key)  # this step's key: fold_in(self.key, self.calls), host data
         seed, pid = int(config.seed), int(process_index)
         self.rng = np.random.Generator(np.random.PCG64(env_seed(seed, 101, pid)))
         # with overlap_acting a single env steps in a worker too, so that its step overlaps the
@@ -153,7 +154,7 @@ class Collector:
     def observe(self):
         """The policy's inputs for this step: (image uint8 (N, H, W, 3), is_first (N,), key)."""
         image, is_first = stack_obs(self.obs)
-        return image, is_first, fold_in(self.key, self.calls)
+        return image, is_first, self.keys(self.calls)
 
     def choose(self, action: np.ndarray, *, prefill: bool) -> np.ndarray:
         """The executed actions float32 (N, A): the policy's `action`, or uniform random ones from
