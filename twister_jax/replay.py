@@ -77,41 +77,48 @@ def aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
     return raw[offset:offset + nbytes].view(dtype).reshape(shape)
 
 
+FIELDS = ("action", "reward", "is_first", "is_terminal", "serial")  # the small fields of a record
+
+
+def record_dtype(action_dim: int) -> np.dtype:
+    """The packed small fields of one record (a NumPy structured dtype): one copy moves them all."""
+    return np.dtype([("action", np.float32, (int(action_dim),)), ("reward", np.float32),
+                     ("is_first", np.bool_), ("is_terminal", np.bool_), ("serial", np.int64)])
+
+
 class _Stream:
-    """Records of one env, in blocks of `block_size`; record i lives in block i // block_size."""
+    """Records of one env, in blocks of `block_size`; record i lives in block i // block_size.
+
+    A block is {"image": uint8 (n, H, W, C), "rec": `record_dtype` (n,), "raw": uint8 (n, itemsize)}:
+    the small fields packed ("raw" is the same memory as plain bytes, which NumPy copies as fast as
+    any array; a structured copy is several times slower), so copying a window is one slice copy
+    for the images and one for everything else.
+    """
 
     def __init__(self, block_size: int, image_shape, action_dim: int):
         self.block_size = block_size
         self.image_shape = tuple(image_shape)
-        self.action_dim = action_dim
+        self.rec_dtype = record_dtype(action_dim)
         self.blocks: list = []  # None for freed blocks
         self.count = 0  # records ever appended (absolute index of the next record)
 
-    def _new_block(self, n: Optional[int] = None):
-        n = self.block_size if n is None else n
-        return {
-            "image": np.empty((n,) + self.image_shape, np.uint8),
-            "action": np.empty((n, self.action_dim), np.float32),
-            "reward": np.empty((n,), np.float32),
-            "is_first": np.empty((n,), bool),
-            "is_terminal": np.empty((n,), bool),
-            "serial": np.empty((n,), np.int64),
-        }
+    def _block(self, b: int) -> dict:
+        """Block b, allocated if needed."""
+        while len(self.blocks) <= b:
+            self.blocks.append(None)
+        if self.blocks[b] is None:
+            n = self.block_size
+            rec = np.empty(n, self.rec_dtype)
+            self.blocks[b] = {"image": np.empty((n,) + self.image_shape, np.uint8), "rec": rec,
+                              "raw": rec.view(np.uint8).reshape(n, self.rec_dtype.itemsize)}
+        return self.blocks[b]
 
     def put(self, i: int, image, action, reward, is_first, is_terminal, serial: int) -> np.ndarray:
         """Stores record i; returns its stored image (a view)."""
         b, o = divmod(i, self.block_size)
-        while len(self.blocks) <= b:
-            self.blocks.append(None)
-        if self.blocks[b] is None:
-            self.blocks[b] = self._new_block()
-        blk = self.blocks[b]
+        blk = self._block(b)
         blk["image"][o] = image
-        blk["action"][o] = action
-        blk["reward"][o] = reward
-        blk["is_first"][o] = is_first
-        blk["is_terminal"][o] = is_terminal
-        blk["serial"][o] = serial
+        blk["rec"][o] = (action, reward, is_first, is_terminal, serial)
         return blk["image"][o]
 
     def free_below(self, first_needed: int) -> None:
@@ -120,7 +127,8 @@ class _Stream:
             self.blocks[b] = None
 
     def copy_window(self, start: int, length: int, out: dict, row: int) -> None:
-        """Copies records [start, start + length) into row `row` of the `out` arrays."""
+        """Copies records [start, start + length) into row `row` of `out`: "raw" uint8 (R, T, itemsize)
+        (the packed small fields, see `unpack_raw`) and, if present, "image" (R, T, H, W, C)."""
         t = 0
         while t < length:
             b, o = divmod(start + t, self.block_size)
@@ -131,26 +139,27 @@ class _Stream:
             t += n
 
     def put_range(self, start: int, data: dict) -> None:
-        """Writes records [start, start + n) from the stacked arrays in `data` (n = their length)."""
+        """Writes records [start, start + n) from the stacked arrays in `data` ("image" and `FIELDS`)."""
         n = len(data["reward"])
+        rec = np.empty(n, self.rec_dtype)
+        for f in FIELDS:
+            rec[f] = data[f]
         t = 0
         while t < n:
             b, o = divmod(start + t, self.block_size)
-            while len(self.blocks) <= b:
-                self.blocks.append(None)
-            if self.blocks[b] is None:
-                self.blocks[b] = self._new_block()
+            blk = self._block(b)
             k = min(n - t, self.block_size - o)
-            for key, arr in data.items():
-                self.blocks[b][key][o:o + k] = arr[t:t + k]
+            blk["image"][o:o + k] = data["image"][t:t + k]
+            blk["rec"][o:o + k] = rec[t:t + k]
             t += k
 
     def gather_range(self, start: int, stop: int) -> dict:
-        """Records [start, stop) as stacked arrays."""
+        """Records [start, stop) as stacked arrays: "image" and `FIELDS`."""
         n = stop - start
-        out = {k: np.empty((1, n) + v.shape[1:], v.dtype) for k, v in self._new_block(0).items()}
+        out = {"image": np.empty((1, n) + self.image_shape, np.uint8),
+               "raw": np.empty((1, n, self.rec_dtype.itemsize), np.uint8)}
         self.copy_window(start, n, out, 0)
-        return {k: v[0] for k, v in out.items()}
+        return dict(unpack_raw(out["raw"][0], self.rec_dtype), image=out["image"][0])
 
     def first_present(self) -> int:
         """Smallest record index whose block is still allocated (== count when none)."""
@@ -158,6 +167,18 @@ class _Stream:
             if blk is not None:
                 return min(b * self.block_size, self.count)
         return self.count
+
+
+def unpack_raw(raw: np.ndarray, dtype: np.dtype, empty=np.empty) -> dict:
+    """Packed records as bytes uint8 (..., itemsize) of `dtype` -> {field: contiguous array of shape
+    (...) (+ (A,) for action)}."""
+    rec = raw.view(dtype)[..., 0]
+    out = {}
+    for f in FIELDS:
+        col = rec[f]
+        out[f] = empty(col.shape, col.dtype)
+        out[f][...] = col
+    return out
 
 
 class ReplayBuffer:
@@ -301,26 +322,31 @@ class ReplayBuffer:
         # with images, 64-byte aligned: on CPU the device takes them without a copy (12.6 MB of
         # frames per Atari batch); elsewhere alignment costs nothing. Without, plain (small) arrays.
         empty = aligned_empty if images else np.empty
-        out = {
-            "action": empty((B, T, self.action_dim), np.float32),
-            "reward": empty((B, T), np.float32),
-            "is_first": empty((B, T), bool),
-            "is_terminal": empty((B, T), bool),
-        }
+        dtype = self._streams[0].rec_dtype
+        out = {"raw": np.empty((B, T, dtype.itemsize), np.uint8)}
         if images:
             out["image"] = aligned_empty((B, T) + self.image_shape, np.uint8)
+        raw, image, bs = out["raw"], out.get("image"), self.block_size
+        for b, (s, end) in enumerate(zip(self._win_stream[slots].tolist(), self._win_end[slots].tolist())):
+            st, start = self._streams[s], end - T + 1
+            k, o = divmod(start, bs)
+            if o + T <= bs:  # the window lies in one block (most do): copy it here
+                blk = st.blocks[k]
+                raw[b] = blk["raw"][o:o + T]
+                if image is not None:
+                    image[b] = blk["image"][o:o + T]
+            else:
+                st.copy_window(start, T, out, b)
+        batch = unpack_raw(out.pop("raw"), dtype, empty)
+        serial = batch.pop("serial")
+        if images:
+            batch["image"] = out["image"]
         else:
-            out["serial"] = np.empty((B, T), np.int64)
-        for b in range(B):
-            s, end = int(self._win_stream[slots[b]]), int(self._win_end[slots[b]])
-            self._streams[s].copy_window(end - T + 1, T, out, b)
-        if not images:
-            serial = out.pop("serial")
             if self._serial - 1 - int(serial.min()) >= self.frame_slots:
                 raise RuntimeError(f"replay: a sampled record (serial {int(serial.min())}) lies more than "
                                    f"frame_slots={self.frame_slots} records back; its frame slot was reused")
-            out["frame_slot"] = (serial % self.frame_slots).astype(np.int32)
-        return out
+            batch["frame_slot"] = (serial % self.frame_slots).astype(np.int32)
+        return batch
 
     def window(self, k: int) -> tuple[int, int]:
         """(stream, end index) of the k-th oldest stored window (for tests and inspection)."""
