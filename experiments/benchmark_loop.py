@@ -18,10 +18,11 @@ Modes:
 Columns (ms per gradient step, over the measured window), timed by wrapping methods from here (the
 library has no timing code): ``env`` VectorEnv.step and reset_one (ALE emulation, max-pool,
 resize; with ``--overlap``, step_async and step_wait: the wait for the env worker, the rest of its
-step overlaps the gradient step); ``add`` ReplayBuffer.add; ``sample`` ReplayBuffer.sample; ``frames`` FrameStore.sync (the
-new frames to the device copy, `--replay_on_device=on`); ``gather`` FrameStore.gather (its dispatch;
-with the null agent the gather itself, device work, is replaced by a tiny jitted call on the same
-slots); ``h2d`` sharding.global_batch (blocked until the arrays exist); ``log`` MetricLog.add/row, Outputs.metrics (metrics.jsonl and
+step overlaps the gradient step); ``add`` ReplayBuffer.add; ``sample`` ReplayBuffer.sample; ``frames`` FrameStore._stage/sync (the
+new frames staged for the device copy, `--replay_on_device=on`); ``gather`` the rest of
+FrameStore.gather: one dispatch that uploads and stores the new frames and gathers the batch's images
+(with the null agent the gather itself, device work, is replaced by a tiny jitted call on the same
+slots; the upload and scatter of the new frames stay); ``h2d`` sharding.global_batch (blocked until the arrays exist); ``log`` MetricLog.add/row, Outputs.metrics (metrics.jsonl and
 TensorBoard), Progress.update/write; ``act`` the agent's policy_step call; ``train`` the agent's
 train_step call minus h2d; ``rest`` everything else (Collector bookkeeping, stack_obs, actions,
 the action fetch, the Trainer's schedule); ``total`` wall time per gradient step; ``cpu`` CPU time
@@ -145,15 +146,25 @@ def _null_frame_gather():
 
     cache = {}
     touch = jax.jit(lambda slots: slots[..., 0])
+    # the new frames' upload and scatter stay (one dispatch, as in the real call)
+    insert_touch = jax.jit(lambda store, ns, nf, slots: (frame_store._insert(store, ns, nf), slots[..., 0]),
+                           donate_argnums=0)
 
-    def gather(store, slots, solo=False):
-        touch(slots)
+    def images(store, slots, solo):
         shape = (slots.shape[1:] if solo else slots.shape) + tuple(store.shape[2:])
         if shape not in cache:
             cache[shape] = jnp.zeros(shape, jnp.uint8)
         return cache[shape]
 
-    with _patched(frame_store, "gather", gather):
+    def gather(store, slots, solo=False):
+        touch(slots)
+        return images(store, slots, solo)
+
+    def insert_gather(store, new_slots, new_frames, slots, solo=False):
+        new_store, _ = insert_touch(store, new_slots, new_frames, slots)
+        return new_store, images(new_store, slots, solo)
+
+    with _patched(frame_store, "gather", gather), _patched(frame_store, "insert_gather", insert_gather):
         yield
 
 
@@ -225,14 +236,15 @@ class Timers:
     def __init__(self):
         self.seconds = collections.defaultdict(float)
         self.active = False
-        self._depth = 0
+        self._inner: list = []  # per open timed call: the time of the timed calls inside it
 
     def wrap(self, column: str, fn, block: bool = False):
+        """`fn` timed into `column`; a timed call inside another counts in its own column only."""
         @functools.wraps(fn)
         def timed(*args, **kwargs):
-            if not self.active or self._depth:
+            if not self.active:
                 return fn(*args, **kwargs)
-            self._depth += 1
+            self._inner.append(0.0)
             t0 = time.perf_counter()
             try:
                 out = fn(*args, **kwargs)
@@ -241,8 +253,10 @@ class Timers:
                     jax.block_until_ready(out)
                 return out
             finally:
-                self.seconds[column] += time.perf_counter() - t0
-                self._depth -= 1
+                dt = time.perf_counter() - t0
+                self.seconds[column] += dt - self._inner.pop()
+                if self._inner:
+                    self._inner[-1] += dt
         return timed
 
 
@@ -294,6 +308,7 @@ def measure(config, *, agent=None, warmup: int = 100, tty: bool = False) -> dict
                                       (progress.Progress, "update", "log", False),
                                       (progress.Progress, "write", "log", False),
                                       (frame_store.FrameStore, "sync", "frames", False),
+                                      (frame_store.FrameStore, "_stage", "frames", False),
                                       (frame_store.FrameStore, "gather", "gather", False),
                                       (sharding, "global_batch", "h2d", True)):
             stack.enter_context(_patched(cls, name, timers.wrap(col, getattr(cls, name), block)))

@@ -20,6 +20,8 @@ several devices; "on"; "off"). See `wanted`.
 Device functions (pure, jitted):
   insert(store (N,S,H,W,C) u8, slots (N,K) i32, frames (N,K,H,W,C) u8) -> store  (slot S = padding, dropped)
   gather(store (N,S,H,W,C) u8, slots (N,B,T) i32) -> images (N,B,T,H,W,C) u8 (or (B,T,H,W,C) solo)
+  insert_gather(store, new slots, new frames, slots) -> (store, images): both in one dispatch (the
+    frames an env step added, then a batch's gather: what each gradient step needs)
 """
 from __future__ import annotations
 
@@ -33,18 +35,34 @@ MODES = ("auto", "on", "off")
 _MIN_SLOTS = 4096
 
 
+def _insert(store: jax.Array, slots: jax.Array, frames: jax.Array) -> jax.Array:
+    return jax.vmap(lambda s, i, f: s.at[i].set(f, mode="drop"))(store, slots, frames)
+
+
+def _gather(store: jax.Array, slots: jax.Array, solo: bool) -> jax.Array:
+    if solo:
+        return store[0][slots[0]]
+    return jax.vmap(lambda s, i: s[i])(store, slots)
+
+
 @functools.partial(jax.jit, donate_argnums=0)
 def insert(store: jax.Array, slots: jax.Array, frames: jax.Array) -> jax.Array:
     """Writes frames (N,K,H,W,C) to slots (N,K) of store (N,S,H,W,C); slots >= S are dropped (padding)."""
-    return jax.vmap(lambda s, i, f: s.at[i].set(f, mode="drop"))(store, slots, frames)
+    return _insert(store, slots, frames)
 
 
 @functools.partial(jax.jit, static_argnames="solo")
 def gather(store: jax.Array, slots: jax.Array, solo: bool = False) -> jax.Array:
     """Images (N,B,T,H,W,C) at slots (N,B,T) of store (N,S,H,W,C); solo: (B,T,H,W,C) of run 0."""
-    if solo:
-        return store[0][slots[0]]
-    return jax.vmap(lambda s, i: s[i])(store, slots)
+    return _gather(store, slots, solo)
+
+
+@functools.partial(jax.jit, donate_argnums=0, static_argnames="solo")
+def insert_gather(store: jax.Array, new_slots: jax.Array, new_frames: jax.Array, slots: jax.Array,
+                  solo: bool = False) -> tuple:
+    """`insert(store, new_slots, new_frames)`, then `gather` of `slots` from the result: (store, images)."""
+    store = _insert(store, new_slots, new_frames)
+    return store, _gather(store, slots, solo)
 
 
 @functools.partial(jax.jit, static_argnames="size")
@@ -73,8 +91,9 @@ def wanted(config) -> bool:
 class FrameStore:
     """The frames of `replays` (one per run) on the default device; see the module docstring.
 
-    `sync()` brings the store up to date (call it before sampling); `gather(slots)` returns a batch's
-    images from `replay.sample(B, images=False)["frame_slot"]` of every run, stacked (N,B,T).
+    `gather(slots)` returns a batch's images from `replay.sample(B, images=False)["frame_slot"]` of
+    every run, stacked (N,B,T), after bringing the store up to date in the same dispatch (the records
+    added since the last call; a rebuild first if a replay was restored). `sync()` only brings it up to date.
     """
 
     def __init__(self, replays: list):
@@ -106,9 +125,16 @@ class FrameStore:
 
     def _write(self, per_run: list) -> None:
         """per_run[i]: (serials (K_i,), images list or (K_i,H,W,C)) for run i; one padded insert."""
+        staged = self._stage(per_run)
+        if staged is not None:
+            self.store = insert(self.store, *staged)  # NumPy in: no eager dispatch
+
+    def _stage(self, per_run: list):
+        """The store grown for `per_run` (see `_write`) and its padded insert arguments
+        (slots int32 (N, K'), frames uint8 (N, K', H, W, C)) as NumPy; None when there is nothing."""
         k = max(len(s) for s, _ in per_run)
         if k == 0:
-            return
+            return None
         self._ensure(max(int(s[-1]) + 1 for s, _ in per_run if len(s)))  # serials increase
         width = 1
         while width < k:
@@ -122,13 +148,17 @@ class FrameStore:
             for j, image in enumerate(images):
                 frames[i, j] = image
             frames[i, m:] = 0
-        self.store = insert(self.store, slots, frames)  # NumPy in: no eager dispatch
+        return slots, frames
 
-    def sync(self) -> None:
-        """Uploads the records added since the last sync; rebuilds from a replay that was restored."""
+    def _refresh(self) -> None:
+        """Rebuilds the runs whose replay was restored or replaced since the store last saw it."""
         fresh = [r.generation != g for r, g in zip(self.replays, self._seen)]
         if any(fresh):
             self._rebuild([i for i, f in enumerate(fresh) if f])
+
+    def sync(self) -> None:
+        """Uploads the records added since the last sync; rebuilds from a replay that was restored."""
+        self._refresh()
         self._write([r.take_new_frames() for r in self.replays])
 
     def _rebuild(self, which: list) -> None:
@@ -142,5 +172,12 @@ class FrameStore:
                              for j in range(len(self.replays))])
 
     def gather(self, slots: np.ndarray) -> jax.Array:
-        """Images uint8 (N,B,T,H,W,C) for frame slots int32 (N,B,T); (B,T,H,W,C) for a solo run."""
-        return gather(self.store, np.asarray(slots, np.int32), solo=len(self.replays) == 1)
+        """Images uint8 (N,B,T,H,W,C) for frame slots int32 (N,B,T) of the replays as they are now
+        (the new records are uploaded in the same call); (B,T,H,W,C) for a solo run."""
+        self._refresh()
+        staged = self._stage([r.take_new_frames() for r in self.replays])
+        slots, solo = np.asarray(slots, np.int32), len(self.replays) == 1
+        if staged is None:
+            return gather(self.store, slots, solo=solo)
+        self.store, images = insert_gather(self.store, *staged, slots, solo=solo)
+        return images

@@ -172,11 +172,10 @@ class Trainer:
 
     # --------------------------------------------------------------------------- actions
     def _sample(self) -> list:
-        """One batch per run; with the frame store, without images (they are gathered on the device
-        into `self._last_images`) and the same windows."""
+        """One batch per run; with the frame store, without images (the store takes the new frames
+        and gathers the batch's images on the device into `self._last_images`) and the same windows."""
         if self.frames is None:
             return [r.replay.sample(self.local_batch) for r in self.runs]
-        self.frames.sync()
         batches = [r.replay.sample(self.local_batch, images=False) for r in self.runs]
         self._last_images = self.frames.gather(np.stack([b.pop("frame_slot") for b in batches]))
         return batches
@@ -220,7 +219,7 @@ class Trainer:
         obs = [r.collector.observe() for r in self.runs]
         self.act_state, action = self.agent.policy_step(
             self.train_state.params, self.act_state, np.stack([o[0] for o in obs]), np.stack([o[1] for o in obs]),
-            jnp.stack([o[2] for o in obs]), greedy=False)
+            np.stack([o[2] for o in obs]), greedy=False)
         action = np.asarray(action, np.float32)
         executed = [r.collector.choose(action[i], prefill=p) for i, (r, p) in enumerate(zip(self.runs, prefill))]
         if any(prefill) and not self.config.quirks.prefill_policy_action:
