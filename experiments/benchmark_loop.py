@@ -8,7 +8,7 @@ Modes:
   functions return at once with correctly shaped outputs: `policy_step` is a tiny jitted function
   (the image still goes to the device and a one-hot action comes back), `train_step` places the batch
   on the devices with `sharding.global_batch` as the real agent does and returns fresh float32 device
-  scalars under the real metric names from one small jitted call.
+  scalars under the real metric names, packed (`metrics.Metrics`), from one small jitted call.
   What is left is the host work a GPU would wait for: the **host floor**.
 * ``--real``: the real agent (``--size tiny``: configs/tiny.py widths on Alien; ``--size full``:
   the Atari config) with its time per iteration and the device-busy fraction: the median time of the
@@ -172,7 +172,7 @@ def make_null_agent(config, names=None):
     """An `Agent` whose device functions return at once (see the module docstring).
 
     `train_step` places the batch on the devices (`sharding.global_batch`, as the real agent does),
-    returns the state it was given with `step + 1` and fresh float32 device scalars (one small jitted
+    returns the state it was given with `step + 1` and fresh packed float32 metrics (one small jitted
     call) under the real metric names (`names`, default `metric_names(config)`). `policy_step` sends the images to the
     device and returns a random one-hot action (N, A) from one small jitted call. The real step's
     dispatch over its ~700-leaf TrainState (and, on CPU, the copies of its outputs) is device-side
@@ -200,14 +200,15 @@ def make_null_agent(config, names=None):
 
     @jax.jit
     def _metrics(reward):
+        from twister_jax.metrics import Metrics
         mean = jnp.mean(reward)
-        return {k: mean + i for i, k in enumerate(names)}
+        return Metrics.pack({k: mean + i for i, k in enumerate(names)})  # packed, as the real step
 
     def train_step(state, batch, key):
         del key
         if not isinstance(batch["image"], jax.Array):
             batch = sharding.global_batch(batch, mesh)
-        # fresh device scalars every step, as the real step returns (a value fetched once is cached
+        # fresh device metrics every step, as the real step returns (a value fetched once is cached
         # on its array, so reusing arrays would hide the cost of fetching them)
         return state.replace(step=state.step + 1), _metrics(batch["reward"])
 

@@ -6,7 +6,7 @@ jitted pure functions:
 
     agent = make_agent(config)
     state = agent.init_state(jax.random.key(config.seed))
-    state, metrics = agent.train_step(state, batch, base_key)       # state donated
+    state, metrics = agent.train_step(state, batch, base_key)       # state donated; metrics.Metrics
     act_state = agent.init_act_state(num_envs)
     act_state, action = agent.policy_step(state.params, act_state, image, is_first, key, greedy=False)
 
@@ -39,6 +39,7 @@ from twister_jax import optim, runtime, sharding, updates
 from twister_jax.distributions import onehot_sample
 from twister_jax.losses import actor_critic as ac_lib
 from twister_jax.losses import world_model as wm_loss
+from twister_jax.metrics import Metrics
 from twister_jax.networks import tssm as tssm_lib
 from twister_jax.networks import heads
 from twister_jax.networks.world_model import WorldModel
@@ -237,11 +238,17 @@ def stack_runs(trees):
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
+def packed_train_step(spec: AgentSpec, state: TrainState, batch: dict, key: jax.Array):
+    """`updates.train_step` with its metrics packed: ``(TrainState, metrics.Metrics)``."""
+    state, metrics = updates.train_step(spec, state, batch, key)
+    return state, Metrics.pack(metrics)
+
+
 def _solo_agent(config, spec: AgentSpec, mesh) -> Agent:
     init_state = lambda key: sharding.put_replicated(init_train_state(spec, key), mesh)  # noqa: E731
     # Eager initialisation (compiling the initialisers costs more than running them), then the
     # state is replicated over the mesh.
-    train_step_jit = jax.jit(functools.partial(updates.train_step, spec), donate_argnums=0)
+    train_step_jit = jax.jit(functools.partial(packed_train_step, spec), donate_argnums=0)
 
     def train_step(state, batch, key):
         if not isinstance(batch["image"], jax.Array):
@@ -270,7 +277,7 @@ def _group_agent(config, spec: AgentSpec, mesh, num_runs: int) -> Agent:
         """keys (R,) -> stacked `TrainState`: run i initialised eagerly from keys[i], as a solo run."""
         return jax.device_put(stack_runs([init_train_state(spec, keys[i]) for i in range(r)]), on_runs)
 
-    train_step_jit = jax.jit(jax.vmap(functools.partial(updates.train_step, spec)), donate_argnums=0)
+    train_step_jit = jax.jit(jax.vmap(functools.partial(packed_train_step, spec)), donate_argnums=0)
 
     def train_step(state, batch, keys):
         """state (R, ...), batch {k: (R, B, ...)}, keys (R,) -> (state, metrics {k: (R,)})."""

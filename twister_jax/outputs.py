@@ -80,10 +80,10 @@ class Outputs:
 class MetricLog:
     """Train-step metrics since the last row, and the row builder.
 
-    `add(metrics)` takes one step's metrics dict. When every value is a float32 scalar `jax.Array`
-    (the train step's metrics), they are packed on the device into one float32 vector (K,) by one
-    small jitted call, so a row fetches one array per step instead of one per metric and step; other
-    values (NumPy, restored state) are kept as given. Nothing is fetched before a row is built or the
+    `add(metrics)` takes one step's metrics: the train step's `metrics.Metrics` (already packed on the
+    device into one float32 vector (K,)) is kept as it is; a dict whose values are all float32 scalar
+    `jax.Array`s is packed the same way by one small jitted call, so a row fetches one array per
+    step instead of one per metric and step; other values (NumPy, restored state) are kept as given. Nothing is fetched before a row is built or the
     state saved. `row(...)` averages them (each metric's float32 values, in float64, in step order:
     the same numbers either way), adds the episode statistics and rates, and clears.
     """
@@ -94,8 +94,13 @@ class MetricLog:
         self._last = (time.time(), None, None)  # (time, step, env_steps) of the previous row
         self._packing = True  # False once packing failed (values on different devices): keep dicts
 
-    def add(self, metrics: dict) -> None:
+    def add(self, metrics) -> None:
         import jax
+
+        from twister_jax.metrics import Metrics
+        if isinstance(metrics, Metrics) and getattr(metrics.values, "ndim", None) == 1:
+            self.pending.append((metrics.names, metrics.values))
+            return
         values = tuple(metrics.values())
         if (self._packing and values
                 and all(isinstance(v, jax.Array) and v.shape == () and v.dtype == np.float32 for v in values)):
