@@ -83,9 +83,10 @@ class MetricLog:
     `add(metrics)` takes one step's metrics: the train step's `metrics.Metrics` (already packed on the
     device into one float32 vector (K,)) is kept as it is; a dict whose values are all float32 scalar
     `jax.Array`s is packed the same way by one small jitted call, so a row fetches one array per
-    step instead of one per metric and step; other values (NumPy, restored state) are kept as given. Nothing is fetched before a row is built or the
-    state saved. `row(...)` averages them (each metric's float32 values, in float64, in step order:
-    the same numbers either way), adds the episode statistics and rates, and clears.
+    step instead of one per metric and step; other values (NumPy, restored state) are kept as given.
+    Nothing is fetched before a row is built or the state saved. `row(...)` averages them (each
+    metric's float32 values, in float64, in step order: the same numbers either way), adds the
+    episode statistics and rates, and clears.
     """
 
     def __init__(self):
@@ -98,8 +99,8 @@ class MetricLog:
         import jax
 
         from twister_jax.metrics import Metrics
-        if isinstance(metrics, Metrics) and getattr(metrics.values, "ndim", None) == 1:
-            self.pending.append((metrics.names, metrics.values))
+        if isinstance(metrics, Metrics) and getattr(metrics.packed, "ndim", None) == 1:
+            self.pending.append((metrics.names, metrics.packed))
             return
         values = tuple(metrics.values())
         if (self._packing and values
