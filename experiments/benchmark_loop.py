@@ -49,6 +49,10 @@ Measured 2026-11-30, 2-core CPU shared with a CPU-heavy job and other tests (wal
   later, other jobs paused (load 1.6-2.7, K = 1000, 2 repeats), total (cpu): 23f4c4f 6.77 (7.20);
       fewer dispatches, --replay_on_device off 5.42 (5.84); --replay_on_device on 2.42 (2.88);
       on + --overlap 2.59 (2.17). Split and what changed: docs/architecture.md §8.
+  later (nothing else running, load 0.95-1.5, K = 1000, 3 repeats, two alternating rounds), total:
+      4e79e72 2.11 / 2.42; key stream, packed replay records, packed metrics, one frame dispatch
+      2.36 / 2.27 (median over all nine repeats of the final code that evening 2.27; env alone
+      varies by 0.27 ms between runs on this VM).
 
 Usage:
   python experiments/benchmark_loop.py                           # null agent, Alien, full config
