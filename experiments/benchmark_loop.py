@@ -51,8 +51,8 @@ Measured 2026-11-30, 2-core CPU shared with a CPU-heavy job and other tests (wal
       on + --overlap 2.59 (2.17). Split and what changed: docs/architecture.md §8.
   later (nothing else running, load 0.95-1.5, K = 1000, 3 repeats, two alternating rounds), total:
       4e79e72 2.11 / 2.42; key stream, packed replay records, packed metrics, one frame dispatch
-      2.36 / 2.27 (median over all nine repeats of the final code that evening 2.27; env alone
-      varies by 0.27 ms between runs on this VM).
+      2.36 / 2.27; over all 28 repeats of the final code that day median 2.36 (1.76-3.53; the
+      VM's speed moves the env column alone by 0.27 ms), before: median 2.70 over 26.
 
 Usage:
   python experiments/benchmark_loop.py                           # null agent, Alien, full config
