@@ -5,12 +5,13 @@ Usage:
   python -m twister_jax.train --config=configs/tiny.py:dmc --workdir=runs/tiny_dmc     # real DMC
   python -m twister_jax.train --config=configs/tiny.py:fake --workdir=runs/tiny_fake   # fake env, discrete
   python -m twister_jax.train --config=configs/tiny.py:fake_continuous --workdir=runs/tiny_fc
+  python -m twister_jax.train --config=configs/tiny.py:fake_bandit --workdir=runs/tiny_bandit   # learns in ~400 steps
 
 Sizes are not the paper's: they keep a CPU train step in the tens of milliseconds.
 """
 from twister_jax.config_files import load_sibling
 
-VARIANTS = ("atari", "dmc", "fake", "fake_continuous")
+VARIANTS = ("atari", "dmc", "fake", "fake_continuous", "fake_bandit")
 
 
 def get_config(variant: str = "fake"):
@@ -48,6 +49,15 @@ def get_config(variant: str = "fake"):
         _, _, c.env.num_actions, c.env.camera = DMC_TASKS["cartpole_balance"]
         c.env.action_repeat, c.env.num_envs, c.env.time_limit_frames, c.env.noop_max = 2, 4, 100, 0
         c.env_step_every = 2
+    elif variant == "fake_bandit":
+        # the learning test's task (tests/test_fake_learning.py): 8 actions, one of them always pays;
+        # heads of width 256 so that the zero-initialised reward head learns the reward in ~200 steps
+        # (at width 32 it takes thousands: docs/learning_check.md); 32 x 32 images keep steps cheap
+        c.env.suite, c.env.task, c.env.num_actions = "fake", "bandit", 8
+        c.env.action_repeat, c.env.noop_max, c.env.time_limit_frames = 1, 0, 50
+        c.env.image_size = (32, 32)
+        m.mlp_hidden = 256
+        c.num_train_steps, c.eval_every, c.eval_episodes = 400, 200, 8
     else:
         c.env.suite = "fake"
         c.env.task = "discrete" if variant == "fake" else "continuous"

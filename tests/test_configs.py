@@ -66,7 +66,7 @@ def test_unknown_task_names_it_and_lists_tasks():
     assert "walker_fly" in str(err.value) and "walker_walk" in str(err.value)
 
 
-@pytest.mark.parametrize("variant", ["atari", "dmc", "fake", "fake_continuous"])
+@pytest.mark.parametrize("variant", ["atari", "dmc", "fake", "fake_continuous", "fake_bandit"])
 def test_tiny_configs_build(variant):
     c = get_config("tiny", variant)
     assert c.model.hidden < 512 and c.num_train_steps <= 1000

@@ -16,7 +16,7 @@ runs (docs/interfaces.md §8: each extra process recompiles, so keep them few):
 * the final greedy evaluation of the tiny fake run is above the random policy's. This is weak evidence
   of learning: with the actor's learning rate at 0 the same run scores as high (docs/learning_check.md,
   "What the fake environment taught us"), since the world model's changing features alone move a
-  frozen policy head;
+  frozen policy head. The test that fails when the actor does not learn is tests/test_fake_learning.py;
 * the quickstart notebook runs (nbclient) on the tiny config;
 * the continuous-control path (configs/tiny.py:fake_continuous: 4 worker envs, an env step every 2
   gradient steps, bounded-Normal policy, continuous pre-fill): a short run killed after its first

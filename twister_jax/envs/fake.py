@@ -7,6 +7,10 @@ the next step pays for the action that matches the target shown. So a policy mus
 * `discrete` (Atari code paths): target k in [0, A). The image is split into A vertical stripes on a
   dark background; stripe k is filled with a bright colour of its own (both position and colour tell
   k). step(a) -> reward 1.0 if a == k else 0.0. Random policy: 1/A per step on average.
+* `bandit` (discrete): the target is always the last action, k = A - 1, and every image is the
+  same: one action pays 1.0 each step, the others 0. Random policy: 1/A per step; a policy that
+  learned: 1 per step. Whether the agent learns to act on what its world model predicts is then
+  the only question (no image reading), which a short run answers (tests/test_fake_learning.py).
 * `continuous` (DMC code paths): target signs s in {-1, +1}^A. The image is split into A horizontal
   bands; band i shows a bright green patch in its right half when s_i = +1, a bright red patch in
   its left half when s_i = -1. step(a) -> reward mean_i(clip(a_i, -1, 1) * s_i) in [-1, 1].
@@ -25,7 +29,7 @@ import numpy as np
 
 from twister_jax.envs.base import Env, TimeStep, first_step
 
-TASKS = ("discrete", "continuous")
+TASKS = ("discrete", "continuous", "bandit")
 _PALETTE = np.array([[255, 60, 60], [60, 255, 60], [60, 120, 255], [255, 255, 60], [255, 60, 255],
                      [60, 255, 255], [255, 160, 40], [255, 255, 255]], np.uint8)
 _BACKGROUND = 30
@@ -48,7 +52,7 @@ class FakeEnv(Env):
         if task not in TASKS:
             raise ValueError(f"unknown fake task {task!r}; allowed tasks: {', '.join(TASKS)}")
         self.task = task
-        self.discrete = task == "discrete"
+        self.discrete = task in ("discrete", "bandit")
         self.num_actions = int(num_actions if num_actions is not None else (3 if self.discrete else 2))
         if self.num_actions < 1 or (self.discrete and self.num_actions > 8):
             raise ValueError(f"fake {task} env supports 1..8 actions, got {self.num_actions}")
@@ -61,7 +65,9 @@ class FakeEnv(Env):
         self._needs_reset = True
 
     def _draw(self) -> None:
-        if self.discrete:
+        if self.task == "bandit":
+            self._target = np.array([self.num_actions - 1], np.int64)
+        elif self.discrete:
             self._target = np.array([self._rng.integers(0, self.num_actions)], np.int64)
         else:
             self._target = np.where(self._rng.random(self.num_actions) < 0.5, -1.0, 1.0).astype(np.float32)
