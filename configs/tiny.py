@@ -5,7 +5,7 @@ Usage:
   python -m twister_jax.train --config=configs/tiny.py:dmc --workdir=runs/tiny_dmc     # real DMC
   python -m twister_jax.train --config=configs/tiny.py:fake --workdir=runs/tiny_fake   # fake env, discrete
   python -m twister_jax.train --config=configs/tiny.py:fake_continuous --workdir=runs/tiny_fc
-  python -m twister_jax.train --config=configs/tiny.py:fake_bandit --workdir=runs/tiny_bandit   # learns in ~400 steps
+  python -m twister_jax.train --config=configs/tiny.py:fake_bandit --workdir=runs/tiny_bandit   # learns in ~500 steps
 
 Sizes are not the paper's: they keep a CPU train step in the tens of milliseconds.
 """
@@ -57,7 +57,7 @@ def get_config(variant: str = "fake"):
         c.env.action_repeat, c.env.noop_max, c.env.time_limit_frames = 1, 0, 50
         c.env.image_size = (32, 32)
         m.mlp_hidden = 256
-        c.num_train_steps, c.eval_every, c.eval_episodes = 400, 200, 8
+        c.num_train_steps, c.eval_every, c.eval_episodes = 600, 300, 8
     else:
         c.env.suite = "fake"
         c.env.task = "discrete" if variant == "fake" else "continuous"
