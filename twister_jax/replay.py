@@ -14,7 +14,7 @@ Semantics (docs/original.md §2.1-2.3):
 * Sampling: each batch entry picks one stored window uniformly at random, with replacement, from a
   `numpy.random.Generator` (PCG64) seeded at construction.
 
-Storage: frames are stored once. Each stream keeps its records in blocks of `block_size` records
+Storage (`twister_jax.replay_stream`): frames are stored once. Each stream keeps its records in blocks of `block_size` records
 (allocated as the stream grows, freed once every record in them is evicted), and a window is the
 pair `(stream, end index)`, kept in a ring of `capacity_windows` slots that grows by doubling.
 
@@ -61,124 +61,11 @@ from typing import Optional, Sequence
 import numpy as np
 
 from twister_jax import replay_files
+from twister_jax.replay_stream import Stream, aligned_empty, unpack_raw
 from twister_jax.files import atomic_write
 
 _FORMAT_VERSION = 1
 _GENERATIONS = itertools.count(1)  # a fresh number for every storage a buffer starts or restores
-
-
-def aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
-    """An uninitialised array whose data starts on an `align`-byte boundary (a view of a slightly
-    larger buffer). JAX's CPU backend takes such host arrays without copying them."""
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    raw = np.empty(nbytes + align, np.uint8)
-    offset = -raw.__array_interface__["data"][0] % align
-    return raw[offset:offset + nbytes].view(dtype).reshape(shape)
-
-
-FIELDS = ("action", "reward", "is_first", "is_terminal", "serial")  # the small fields of a record
-
-
-def record_dtype(action_dim: int) -> np.dtype:
-    """The packed small fields of one record (a NumPy structured dtype): one copy moves them all."""
-    return np.dtype([("action", np.float32, (int(action_dim),)), ("reward", np.float32),
-                     ("is_first", np.bool_), ("is_terminal", np.bool_), ("serial", np.int64)])
-
-
-class _Stream:
-    """Records of one env, in blocks of `block_size`; record i lives in block i // block_size.
-
-    A block is {"image": uint8 (n, H, W, C), "rec": `record_dtype` (n,), "raw": uint8 (n, itemsize)}:
-    the small fields packed ("raw" is the same memory as plain bytes, which NumPy copies as fast as
-    any array; a structured copy is several times slower), so copying a window is one slice copy
-    for the images and one for everything else.
-    """
-
-    def __init__(self, block_size: int, image_shape, action_dim: int):
-        self.block_size = block_size
-        self.image_shape = tuple(image_shape)
-        self.rec_dtype = record_dtype(action_dim)
-        self.blocks: list = []  # None for freed blocks
-        self.count = 0  # records ever appended (absolute index of the next record)
-
-    def _block(self, b: int) -> dict:
-        """Block b, allocated if needed."""
-        while len(self.blocks) <= b:
-            self.blocks.append(None)
-        if self.blocks[b] is None:
-            n = self.block_size
-            rec = np.empty(n, self.rec_dtype)
-            self.blocks[b] = {"image": np.empty((n,) + self.image_shape, np.uint8), "rec": rec,
-                              "raw": rec.view(np.uint8).reshape(n, self.rec_dtype.itemsize)}
-        return self.blocks[b]
-
-    def put(self, i: int, image, action, reward, is_first, is_terminal, serial: int) -> np.ndarray:
-        """Stores record i; returns its stored image (a view)."""
-        b, o = divmod(i, self.block_size)
-        blk = self._block(b)
-        blk["image"][o] = image
-        blk["rec"][o] = (action, reward, is_first, is_terminal, serial)
-        return blk["image"][o]
-
-    def free_below(self, first_needed: int) -> None:
-        """Frees every block whose records all lie below `first_needed`."""
-        for b in range(min(first_needed // self.block_size, len(self.blocks))):
-            self.blocks[b] = None
-
-    def copy_window(self, start: int, length: int, out: dict, row: int) -> None:
-        """Copies records [start, start + length) into row `row` of `out`: "raw" uint8 (R, T, itemsize)
-        (the packed small fields, see `unpack_raw`) and, if present, "image" (R, T, H, W, C)."""
-        t = 0
-        while t < length:
-            b, o = divmod(start + t, self.block_size)
-            n = min(length - t, self.block_size - o)
-            blk = self.blocks[b]
-            for key, arr in out.items():
-                arr[row, t:t + n] = blk[key][o:o + n]
-            t += n
-
-    def put_range(self, start: int, data: dict) -> None:
-        """Writes records [start, start + n) from the stacked arrays in `data` ("image" and `FIELDS`)."""
-        n = len(data["reward"])
-        rec = np.empty(n, self.rec_dtype)
-        for f in FIELDS:
-            rec[f] = data[f]
-        t = 0
-        while t < n:
-            b, o = divmod(start + t, self.block_size)
-            blk = self._block(b)
-            k = min(n - t, self.block_size - o)
-            blk["image"][o:o + k] = data["image"][t:t + k]
-            blk["rec"][o:o + k] = rec[t:t + k]
-            t += k
-
-    def gather_range(self, start: int, stop: int) -> dict:
-        """Records [start, stop) as stacked arrays: "image" and `FIELDS`."""
-        n = stop - start
-        out = {"image": np.empty((1, n) + self.image_shape, np.uint8),
-               "raw": np.empty((1, n, self.rec_dtype.itemsize), np.uint8)}
-        self.copy_window(start, n, out, 0)
-        return dict(unpack_raw(out["raw"][0], self.rec_dtype), image=out["image"][0])
-
-    def first_present(self) -> int:
-        """Smallest record index whose block is still allocated (== count when none)."""
-        for b, blk in enumerate(self.blocks):
-            if blk is not None:
-                return min(b * self.block_size, self.count)
-        return self.count
-
-
-def unpack_raw(raw: np.ndarray, dtype: np.dtype, empty=np.empty) -> dict:
-    """Packed records as bytes uint8 (..., itemsize) of `dtype` -> {field: contiguous array of shape
-    (...) (+ (A,) for action)}."""
-    rec = raw.view(dtype)[..., 0]
-    out = {}
-    for f in FIELDS:
-        col = rec[f]
-        out[f] = empty(col.shape, col.dtype)
-        out[f][...] = col
-    return out
 
 
 class ReplayBuffer:
@@ -213,7 +100,7 @@ class ReplayBuffer:
         self._chunks: list = []  # chunks of this lineage: {"step", "file", "max_index": [per stream]}
 
     def _reset_storage(self) -> None:
-        self._streams = [_Stream(self.block_size, self.image_shape, self.action_dim)
+        self._streams = [Stream(self.block_size, self.image_shape, self.action_dim)
                          for _ in range(self.num_streams)]
         self._evicted = np.zeros(self.num_streams, np.int64)  # windows evicted per stream
         self._total_windows = 0  # windows ever created
@@ -323,24 +210,14 @@ class ReplayBuffer:
         # frames per Atari batch); elsewhere alignment costs nothing. Without, plain (small) arrays.
         empty = aligned_empty if images else np.empty
         dtype = self._streams[0].rec_dtype
-        out = {"raw": np.empty((B, T, dtype.itemsize), np.uint8)}
-        if images:
-            out["image"] = aligned_empty((B, T) + self.image_shape, np.uint8)
-        raw, image, bs = out["raw"], out.get("image"), self.block_size
+        raw = np.empty((B, T, dtype.itemsize), np.uint8)
+        image = aligned_empty((B, T) + self.image_shape, np.uint8) if images else None
         for b, (s, end) in enumerate(zip(self._win_stream[slots].tolist(), self._win_end[slots].tolist())):
-            st, start = self._streams[s], end - T + 1
-            k, o = divmod(start, bs)
-            if o + T <= bs:  # the window lies in one block (most do): copy it here
-                blk = st.blocks[k]
-                raw[b] = blk["raw"][o:o + T]
-                if image is not None:
-                    image[b] = blk["image"][o:o + T]
-            else:
-                st.copy_window(start, T, out, b)
-        batch = unpack_raw(out.pop("raw"), dtype, empty)
+            self._streams[s].copy_window(end - T + 1, T, raw, image, b)
+        batch = unpack_raw(raw, dtype, empty)
         serial = batch.pop("serial")
         if images:
-            batch["image"] = out["image"]
+            batch["image"] = image
         else:
             if self._serial - 1 - int(serial.min()) >= self.frame_slots:
                 raise RuntimeError(f"replay: a sampled record (serial {int(serial.min())}) lies more than "
