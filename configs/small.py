@@ -9,7 +9,8 @@ gradient step costs about 0.1-0.2 s on a 2-core CPU instead of about 20 s:
 | key | full | small |
 |---|---|---|
 | batch_size x seq_len | 16 x 64 | 4 x 16 |
-| model.hidden / mlp_hidden / contrastive_hidden | 512 | 32 |
+| model.hidden / contrastive_hidden | 512 | 32 |
+| model.mlp_hidden (reward, continue, actor and critic heads) | 512 | 256 |
 | model.dim_cnn (encoder/decoder channels 4-8-16-32) | 32 | 4 |
 | model.stoch x discrete | 32 x 32 | 8 x 8 |
 | model.blocks / heads | 4 / 8 | 2 / 2 |
@@ -18,8 +19,11 @@ gradient step costs about 0.1-0.2 s on a 2-core CPU instead of about 20 s:
 | prefill_windows | 100 | 16 |
 | eval_episodes / eval_envs | 100 (DMC 10) / 10 | 10 / 10 |
 
-The imagination horizon stays 15. `num_train_steps` and `eval_every` are set by the caller
-(`experiments/learning_check.py` sets them from an env-step budget).
+The imagination horizon stays 15. The heads are kept wider than the rest (256): a head's output logits move
+by about (learning rate) x (fan-in) per Adam step, so at width 32 the reward (zero-initialised output)
+and the policy are learned about 8x slower than at 256 (docs/learning_check.md), for little compute saved.
+`num_train_steps` and `eval_every` are set by the caller (`experiments/learning_check.py` sets them from
+an env-step budget).
 
 Usage:
   python -m twister_jax.train --config=configs/small.py:boxing --workdir=runs/small_boxing --config.num_train_steps=5000
@@ -47,7 +51,7 @@ def get_config(task: str = "boxing"):
         c.checkpoint_every = c.figure_every = 1_000
         m = c.model
         m.hidden, m.dim_cnn, m.stoch, m.discrete = 32, 4, 8, 8
-        m.blocks, m.heads, m.mlp_hidden, m.mlp_layers = 2, 2, 32, 1
+        m.blocks, m.heads, m.mlp_hidden, m.mlp_layers = 2, 2, 256, 1
         m.contrastive_steps, m.contrastive_hidden = 3, 32
     common = load_sibling(__file__, "common.py")
     return common.validate(c)
