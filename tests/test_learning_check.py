@@ -15,7 +15,7 @@ import pytest
 
 from config_utils import tiny_config
 from twister_jax.reports import learning
-from twister_jax.random_policy import random_returns
+from twister_jax.random_policy import initial_returns, random_returns
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "learning_check.py"
@@ -62,6 +62,11 @@ def test_report_from_a_run_tree(tmp_path, capsys):
     for task in ("boxing", "krull"):
         (out / "random" / f"{task}.json").write_text(json.dumps(
             {"returns": list(rng.normal(1.0, 3.0, 30)), "lengths": [100] * 30}))
+    (out / "initial").mkdir()
+    for task, seed, level in (("boxing", 0, 10.0), ("boxing", 1, 30.0), ("krull", 0, 0.0), ("krull", 1, 0.0),
+                              ("krull", 2, 0.0)):   # the untrained policies' greedy episodes (the control)
+        (out / "initial" / f"{task}_seed_{seed}.json").write_text(json.dumps(
+            {"returns": [level] * 10, "lengths": [100] * 10}))
     assert _check([f"--out={out}", "--tasks=boxing,krull", "--seeds=0,1,2", "--random_episodes=30",
                    "--report_only"]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -74,9 +79,19 @@ def test_report_from_a_run_tree(tmp_path, capsys):
     assert by_task["krull"]["p_value"] > 0.05 and not by_task["krull"]["learned"]
     assert by_task["krull"]["seeds_unfinished"] == [2] and by_task["krull"]["seeds"] == [0, 1]
     assert by_task["boxing"]["wall_time_s"] == 24.0 and by_task["krull"]["wall_time_s"] == 12.0  # a group: once
+    assert by_task["boxing"]["initial_per_seed"] == {"0": 10.0, "1": 30.0}
+    assert by_task["boxing"]["seeds_above_initial"] == 1           # seed 1's final (~20) is below its initial 30
     assert (out / "curves.png").stat().st_size > 1000
-    assert "| boxing | 2 | 200 |" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "| boxing | 2 | 200 |" in report and "(initial 30.00)" in report
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["learning_check"][0]["task"] == "boxing"
+
+
+def test_initial_policy_baseline_is_the_seeds_untrained_agent():
+    config = tiny_config("fake", eval_envs=2, seed=3)
+    a = initial_returns(config, 4)
+    assert len(a["returns"]) == 4 and a["lengths"] == [50] * 4
+    assert a == initial_returns(config, 4)                            # the seed's initial state, deterministic
 
 
 def test_random_baseline_plays_the_evaluation_protocol():

@@ -8,7 +8,10 @@ observation scores: docs/learning_check.md).
 plays `n` episodes of it exactly as `Evaluator` plays greedy ones: `config.eval_envs` envs with the
 evaluation seeds, episode j reset with seed `env_seed(config.seed, EVAL, j)`. The same episode seeds
 as the greedy evaluation, so the two are compared on common random numbers. `ConstantPolicy` /
-`constant_returns(config, action, n)` play one fixed action in every step the same way.
+`constant_returns(config, action, n)` play one fixed action in every step the same way, and
+`initial_returns(config, n)` plays the untrained agent's greedy policy: the train state a run with
+`config.seed` starts from, evaluated as the run would evaluate it at step 0 (the control that tells
+"learned to beat random" from "beats random untrained").
 """
 from __future__ import annotations
 
@@ -78,15 +81,29 @@ def constant_returns(config, action, episodes: int) -> dict:
     return _play(ConstantPolicy(config, action), config, episodes)
 
 
-def _play(policy, config, episodes: int) -> dict:
+def initial_returns(config, episodes: int) -> dict:
+    """`episodes` greedy episodes of the agent's initial train state (`config.seed`'s), as `Evaluator` at step 0."""
+    import jax
+
+    from twister_jax import agent as agent_lib
+    from twister_jax.acting import INIT
+
+    agent = agent_lib.make_agent(config)
+    base_key = jax.random.key(int(config.seed))
+    params = agent.init_state(jax.random.fold_in(base_key, INIT)).params
+    eval_key = jax.random.fold_in(jax.random.fold_in(base_key, EVAL), 0)   # Evaluator.run's key at step 0
+    return _play(agent, config, episodes, params=params, key=eval_key)
+
+
+def _play(policy, config, episodes: int, *, params=None, key=None) -> dict:
     import jax
 
     from twister_jax.envs.vector import VectorEnv
 
     envs = VectorEnv(config.env, [env_seed(config.seed, EVAL, 10_000 + i) for i in range(config.eval_envs)])
     try:
-        # the key is folded per step by run_episodes and ignored by these policies
-        res = run_episodes(policy, None, config, envs, int(episodes), jax.random.key(0))
+        # the key is folded per step by run_episodes (and ignored by the random and constant policies)
+        res = run_episodes(policy, params, config, envs, int(episodes), jax.random.key(0) if key is None else key)
     finally:
         envs.close()
     return {"returns": [float(r) for r in res["returns"]], "lengths": [int(n) for n in res["lengths"]]}

@@ -9,7 +9,11 @@ the same evaluation protocol. For each task:
 * the test: one-sided Welch's t-test of "greedy return > random return" on per-episode returns (the
   final evaluation's episodes of all seeds pooled, against the random episodes), and, as a check that
   does not treat episodes of one seed as independent, how many seeds' final means exceed the random mean;
-* a 95% bootstrap interval of the difference of means (episodes resampled within each group).
+* a 95% bootstrap interval of the difference of means (episodes resampled within each group);
+* the control, when given: each seed's untrained greedy return (its initial train state on the same
+  protocol). On some tasks an untrained greedy policy already beats random (cartpole_swingup), so
+  "above random" alone does not show learning; `seeds_above_initial` counts the seeds whose final
+  return exceeds their own initial one.
 
 `summary(...)` returns the `summary.json` object; `write(...)` writes `report.md`, `summary.json` and
 `curves.png`.
@@ -68,8 +72,13 @@ def bootstrap_diff(a, b, *, reps: int = 10_000, seed: int = 0) -> tuple[float, f
     return float(lo), float(hi)
 
 
-def task_summary(task: str, runs: list[dict], random: dict) -> dict:
-    """The `summary.json` entry of one task (see the module docstring)."""
+def task_summary(task: str, runs: list[dict], random: dict, initial: dict | None = None) -> dict:
+    """The `summary.json` entry of one task (see the module docstring).
+
+    Args:
+      runs: `read_runs` of the task; random: {returns: [...]} of the random policy;
+      initial: optional {seed: {returns: [...]}}, each seed's untrained greedy episodes.
+    """
     finished = [r for r in runs if r["finished"] and r["scores"]]
     finals = [r["scores"][-1] for r in finished]
     greedy = [x for f in finals for x in f["returns"]]
@@ -78,6 +87,7 @@ def task_summary(task: str, runs: list[dict], random: dict) -> dict:
     lo, hi = bootstrap_diff(greedy, rand) if greedy and rand else (float("nan"), float("nan"))
     random_mean = float(np.mean(rand)) if rand else float("nan")
     per_seed = {str(r["seed"]): float(f["return_mean"]) for r, f in zip(finished, finals)}
+    initial_per_seed = {str(s): float(np.mean(v["returns"])) for s, v in (initial or {}).items()}
     return {
         "task": task,
         "seeds": [r["seed"] for r in finished],
@@ -95,6 +105,9 @@ def task_summary(task: str, runs: list[dict], random: dict) -> dict:
         "p_value": p,
         "diff_ci95": [lo, hi],
         "seeds_above_random": int(sum(v > random_mean for v in per_seed.values())),
+        "initial_per_seed": initial_per_seed,
+        "initial_mean": float(np.mean(list(initial_per_seed.values()))) if initial_per_seed else float("nan"),
+        "seeds_above_initial": int(sum(v > initial_per_seed[s] for s, v in per_seed.items() if s in initial_per_seed)),
         "learned": bool(p < ALPHA),
         "wall_time_s": _process_wall_time(finished),
     }
@@ -123,6 +136,8 @@ def curves_png(path, tasks: list[dict], runs: dict) -> None:
         for r in runs[entry["task"]]:
             x = [row["env_steps"] for row in r["scores"]]
             y = [row["return_mean"] for row in r["scores"]]
+            if str(r["seed"]) in entry.get("initial_per_seed", {}):      # the untrained policy at 0 env steps
+                x, y = [0] + x, [entry["initial_per_seed"][str(r["seed"])]] + y
             if x:
                 ax.plot(x, y, lw=0.8, alpha=0.6, marker="o", ms=3, label=f"seed {r['seed']}")
                 curves.append((x, y))
@@ -153,9 +168,14 @@ def markdown(summary: dict) -> str:
             f"({e['greedy_episodes']}) | {e['random_mean']:.2f} ± {e['random_std']:.2f} ({e['random_episodes']}) "
             f"| {e['t']:.2f} | {e['p_value']:.3g} | [{e['diff_ci95'][0]:.2f}, {e['diff_ci95'][1]:.2f}] "
             f"| {e['seeds_above_random']}/{len(e['seeds'])} | {'yes' if e['learned'] else 'no'} |")
-    lines += ["", "Final return per seed (mean over the final evaluation's episodes):", ""]
+    lines += ["", "Final return per seed (mean over the final evaluation's episodes; in brackets the same "
+              "seed's untrained greedy policy, its initial train state on the same protocol):", ""]
     for e in summary["tasks"]:
-        per = ", ".join(f"seed {s}: {v:.2f}" for s, v in e["final_per_seed"].items())
+        init = e.get("initial_per_seed", {})
+        per = ", ".join(f"seed {s}: {v:.2f}" + (f" (initial {init[s]:.2f})" if s in init else "")
+                        for s, v in e["final_per_seed"].items())
+        if init:
+            per += f"; {e['seeds_above_initial']}/{len(e['final_per_seed'])} seeds above their initial return"
         lines.append(f"- {e['task']}: {per}" + (f"; unfinished seeds {e['seeds_unfinished']}"
                                                 if e["seeds_unfinished"] else ""))
     whole = ("(a report only)" if summary.get("wall_time_s") is None
