@@ -2,8 +2,8 @@
 
 A greedy policy that has not yet learned to read the observation plays (nearly) one fixed action, so
 before a learning check asks "greedy > random" it helps to know what fixed actions score on the task:
-on 11 of the 26 Atari 100k games every constant action scored below random (docs/learning_check.md). For each task
-this plays `--episodes` episodes of the random policy and of each constant action (every action of an
+on 11 of the 26 Atari 100k games every constant action scored below random (docs/learning_check.md).
+For each task this plays `--episodes` episodes of the random policy and of each constant action (every action of an
 Atari game; `--values` on every dimension of a DMC task) with `twister_jax.random_policy`, exactly as
 the greedy evaluation plays them (the small config's eval envs and episode seeds, the 108,000-frame
 limit on Atari), and prints a table and a JSON line.
