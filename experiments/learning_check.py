@@ -137,39 +137,42 @@ def train_all(entries: list[dict], parallel: int) -> list[str]:
     return failures
 
 
-def random_baseline(out: pathlib.Path, task: str, episodes: int) -> dict:
-    """The random policy's episodes for `task` (cached in out/random/<task>.json)."""
-    from twister_jax.config_files import load_config
+def _cached(path: pathlib.Path, compute, valid=lambda cached: True) -> dict:
+    """The JSON at `path` if it exists and is `valid`, else `compute()` written there atomically."""
     from twister_jax.files import atomic_write_json
-    from twister_jax.random_policy import random_returns
 
-    path = out / "random" / f"{task}.json"
     if path.exists():
         cached = json.loads(path.read_text())
-        if len(cached["returns"]) == episodes:
+        if valid(cached):
             return cached
-    res = random_returns(load_config(REPO / "configs" / "small.py", task), episodes)
+    res = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, res)
     return res
+
+
+def random_baseline(out: pathlib.Path, task: str, episodes: int) -> dict:
+    """The random policy's episodes for `task` (cached in out/random/<task>.json)."""
+    from twister_jax.config_files import load_config
+    from twister_jax.random_policy import random_returns
+
+    return _cached(out / "random" / f"{task}.json",
+                   lambda: random_returns(load_config(REPO / "configs" / "small.py", task), episodes),
+                   lambda cached: len(cached["returns"]) == episodes)
 
 
 def initial_baseline(out: pathlib.Path, task: str, seed: int) -> dict:
     """The untrained agent's greedy episodes for (task, seed) (cached in out/initial/<task>_seed_<s>.json)."""
     from twister_jax.config_files import load_config
-    from twister_jax.files import atomic_write_json
     from twister_jax.random_policy import initial_returns
 
-    path = out / "initial" / f"{task}_seed_{seed}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    config = load_config(REPO / "configs" / "small.py", task)
-    with config.unlocked():
-        config.seed = int(seed)
-    res = initial_returns(config, int(config.eval_episodes))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, res)
-    return res
+    def compute():
+        config = load_config(REPO / "configs" / "small.py", task)
+        with config.unlocked():
+            config.seed = int(seed)
+        return initial_returns(config, int(config.eval_episodes))
+
+    return _cached(out / "initial" / f"{task}_seed_{seed}.json", compute)
 
 
 def versions() -> str:

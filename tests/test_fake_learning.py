@@ -12,18 +12,17 @@ set to 0 (same seed) the greedy return is 0.9 at step 300 and 23.6 at step 600, 
 26 (docs/learning_check.md, "A learning test that can fail"). The threshold, 45 in every final
 episode, is 90% of the maximum: well above that frozen actor and far above random.
 
-One training subprocess (about 40 s on an idle 2-core CPU, compile included; longer beside other tests), at the user's XLA flags
-like the end-to-end runs of tests/test_program.py.
+One training subprocess (about 40 s on an idle 2-core CPU, compile included; longer beside other
+tests), at the user's XLA flags like the end-to-end runs of tests/test_program.py.
 """
 import json
-import os
 import pathlib
 import subprocess
 import sys
 
 import numpy as np
 
-from config_utils import get_config
+from config_utils import get_config, subprocess_env
 from twister_jax.random_policy import random_returns
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -31,9 +30,7 @@ THRESHOLD = 45.0
 
 
 def test_greedy_policy_learns_the_bandit(tmp_path):
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = env.get("TWISTER_TEST_XLA_FLAGS_ORIG", env.get("XLA_FLAGS", ""))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO), env.get("PYTHONPATH", "")] if p)
+    env = subprocess_env()
     workdir = tmp_path / "bandit"
     cmd = [sys.executable, "-m", "twister_jax.train", f"--config={REPO}/configs/tiny.py:fake_bandit",
            f"--workdir={workdir}", "--config.checkpoint_every=1000", "--config.figure_every=1000"]

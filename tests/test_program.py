@@ -36,24 +36,13 @@ import time
 import numpy as np
 import pytest
 
-from config_utils import get_config
+from config_utils import get_config, subprocess_env
 from twister_jax.envs.vector import VectorEnv
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = f"{REPO}/configs/tiny.py:fake"
 WALL_FIELDS = {"wall_time", "sps", "env_sps"}
 TIMEOUT = 900
-
-
-def _env(fast_compile=False):
-    env = dict(os.environ)
-    # hundreds of steps: XLA's default CPU optimisation level, not the tests' compile-fast level 0
-    # (conftest); runs of a few dozen steps (`fast_compile`) keep level 0: compiling dominates them
-    if not fast_compile:
-        env["XLA_FLAGS"] = env.get("TWISTER_TEST_XLA_FLAGS_ORIG", env.get("XLA_FLAGS", ""))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO), env.get("PYTHONPATH", "")] if p)
-    return env
-
 
 ON_DEVICE = "--config.replay_on_device=on"
 
@@ -65,7 +54,7 @@ def _train_cmd(workdir, *extra, config=TINY):
 def _start(workdir, log_name, *extra, config=TINY, fast_compile=False):
     log = open(pathlib.Path(str(workdir) + f".{log_name}.log"), "w")
     # its own process group, so that a signal can go to the trainer and its env workers at once
-    return subprocess.Popen(_train_cmd(workdir, *extra, config=config), cwd=REPO, env=_env(fast_compile),
+    return subprocess.Popen(_train_cmd(workdir, *extra, config=config), cwd=REPO, env=subprocess_env(fast_compile),
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True), log
 
 
@@ -217,7 +206,7 @@ def test_evaluate_cli(runs, tmp_path):
     video = tmp_path / "episode.gif"
     r = subprocess.run([sys.executable, "-m", "twister_jax.evaluate", f"--workdir={full}",
                         f"--episodes={config.eval_episodes}", f"--video={video}"],
-                       cwd=REPO, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+                       cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=TIMEOUT)
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert {"return_mean", "return_std", "episodes", "returns"} <= set(out)
@@ -288,8 +277,8 @@ def test_quickstart_notebook(runs, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     from nbclient import NotebookClient
 
-    monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])
-    monkeypatch.setenv("XLA_FLAGS", _env()["XLA_FLAGS"])
+    monkeypatch.setenv("PYTHONPATH", subprocess_env()["PYTHONPATH"])
+    monkeypatch.setenv("XLA_FLAGS", subprocess_env()["XLA_FLAGS"])
     monkeypatch.setenv("TWISTER_NOTEBOOK_TEST", "1")
     monkeypatch.setenv("TWISTER_NOTEBOOK_WORKDIR", str(tmp_path / "nb_run"))
     nb = nbformat.read(REPO / "experiments" / "notebooks" / "quickstart.ipynb", as_version=4)
@@ -402,7 +391,7 @@ def test_learning_on_real_atari(tmp_path):
                         f"--config.eval_every={steps}", "--config.checkpoint_every=5000",
                         "--config.figure_every=5000", "--config.log_every=500", "--config.eval_episodes=8",
                         "--config.env.time_limit_frames=8000"],
-                       cwd=REPO, env=_env(), capture_output=True, text=True)
+                       cwd=REPO, env=subprocess_env(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     final = _rows(workdir / "scores.jsonl")[-1]
     with open(REPO / "twister_jax" / "data" / "atari100k_scores.csv") as f:
@@ -461,7 +450,7 @@ def _copy_unfinished(runs, tmp_path, name):
 
 
 def _cli(work, *extra):
-    return subprocess.run(_train_cmd(work, *extra), cwd=REPO, env=_env(fast_compile=True), capture_output=True, text=True,
+    return subprocess.run(_train_cmd(work, *extra), cwd=REPO, env=subprocess_env(fast_compile=True), capture_output=True, text=True,
                           timeout=TIMEOUT)
 
 

@@ -68,8 +68,9 @@ def resolve_config(config):
         config.env.num_actions = num_actions
         config.env.camera = camera
     elif suite == "fake":
-        if config.env.task not in ("discrete", "continuous", "bandit"):
-            raise ValueError(f"unknown fake task {config.env.task!r}; allowed: discrete, continuous, bandit")
+        from twister_jax.envs.fake import TASKS
+        if config.env.task not in TASKS:
+            raise ValueError(f"unknown fake task {config.env.task!r}; allowed: {', '.join(TASKS)}")
     path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "common.py"
     common = config_files.load_sibling(str(path), "common.py") if path.exists() else None
     if common is not None:
