@@ -217,6 +217,26 @@ def test_evaluate_cli(runs, tmp_path):
     assert video.exists() and video.stat().st_size > 0
 
 
+def test_world_model_probe_cli(runs, tmp_path):
+    full, killed, config = runs["full"], runs["killed"], runs["config"]
+    r = subprocess.run([sys.executable, "experiments/world_model_probe.py", str(full), str(killed), "--windows=3"],
+                       cwd=REPO, env=subprocess_env(fast_compile=True), capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads(r.stdout.strip().splitlines()[-1])["probe"]
+    frames = 3 * config.seq_len
+    for row in rows:
+        assert row["step"] == max(_steps(full)) and row["frames"] == frames
+        assert 1 <= row["distinct_codes"] <= frames and 0 < row["top_code_share"] <= 1
+        assert row["acc_con_chance"] == 1 / frames and row["mean_frame_loss"] > 0 and row["image_loss"] > 0
+    # the killed-and-resumed run ends with the uninterrupted run's world model and replay: the same numbers
+    assert [{k: v for k, v in row.items() if k != "workdir"} for row in rows] == \
+        [{k: v for k, v in rows[0].items() if k != "workdir"}] * 2
+    # not a run directory: one line, exit status 2
+    bad = subprocess.run([sys.executable, "experiments/world_model_probe.py", str(tmp_path)], cwd=REPO,
+                         env=subprocess_env(fast_compile=True), capture_output=True, text=True, timeout=TIMEOUT)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "config.json" in bad.stderr, bad.stderr
+
+
 def test_corrupt_checkpoint_falls_back(runs, tmp_path, caplog):
     from twister_jax import loop
 

@@ -1,0 +1,70 @@
+"""Does a run's world model encode what it sees? Posterior codes, image loss and AC-CPC accuracy on its replay.
+
+Reads the newest checkpoint of each solo run directory given and `--windows` windows from that
+checkpoint's replay (drawn by the replay's saved sampler, so the same checkpoint gives the same windows), runs the world-model loss once (no update), and prints a table and a JSON line
+(`twister_jax.probe` explains each number):
+
+    python experiments/world_model_probe.py runs/learning_check/runs/asterix/seed_0 [more run dirs]
+
+Read it as: `codes` = 1 (every frame gets the same posterior mode) with an image loss at or above the
+mean-frame loss means the world model draws the average scene and its latent ignores the frame; an
+`acc_con` near chance (1/N) means AC-CPC has not learned either. A world model that encodes its frames
+has many codes, an image loss below the mean-frame loss and acc_con well above chance.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _fail(msg: str):
+    print(f"error: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("workdirs", nargs="+", help="solo run directories (each with config.json and checkpoints/)")
+    p.add_argument("--windows", type=int, default=16, help="replay windows to probe (frames = windows x seq_len)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the loss's noise (posterior samples, crops)")
+    args = p.parse_args(argv)
+    if args.windows < 1:
+        _fail(f"--windows={args.windows} must be at least 1")
+    for w in args.workdirs:
+        if not (pathlib.Path(w) / "config.json").is_file():
+            _fail(f"{w} is not a run directory (no config.json); pass solo run directories")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import jax
+
+    from twister_jax import probe
+
+    rows = []
+    for w in args.workdirs:
+        try:
+            spec, step, params, replay = probe.load_run(w)
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+        row = {"workdir": str(w), "step": int(step)}
+        row.update(probe.probe_batch(spec, params, replay.sample(args.windows), jax.random.key(args.seed)))
+        rows.append(row)
+    print(f"{'run':<48} {'step':>7} {'frames':>6} {'codes':>6} {'top':>5} {'image':>8} {'mean-frame':>10} "
+          f"{'acc_con':>8} {'chance':>7}")
+    for r in rows:
+        print(f"{r['workdir'][-48:]:<48} {r['step']:>7} {r['frames']:>6} {r['distinct_codes']:>6} "
+              f"{r['top_code_share']:>5.2f} {r['image_loss']:>8.1f} {r['mean_frame_loss']:>10.1f} "
+              f"{r['acc_con']:>8.3f} {r['acc_con_chance']:>7.3f}")
+    print(json.dumps({"probe": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""World-model probe: does a trained world model's latent encode what it sees?
+
+A world model can lower its image loss by drawing the average frame from a latent that ignores the
+observation. Its agent then plans with a state that knows the actions taken but not the screen. The
+losses logged during training do not show this; these numbers do, on frames from the run's own replay:
+
+* ``distinct_codes``: how many different posterior modes (the argmax class of each of the S latents)
+  the N frames get. 1 means every frame is encoded alike: the latent carries nothing about the frame.
+* ``top_code_share``: the fraction of frames whose mode is the most common one.
+* ``image_loss`` against ``mean_frame_loss``: the decoder's loss (sum over pixels of the squared error,
+  the training loss) and the loss of drawing the batch's mean frame for every frame. A decoder that
+  only knows the average scene cannot beat the second.
+* ``acc_con`` against ``acc_con_chance`` (= 1 / N): AC-CPC's top-1 accuracy at offset 0.
+
+`probe_batch` is the computation (one deterministic world-model loss pass, host-side statistics);
+`load_run` reads a solo run's newest checkpoint and its replay. Command: experiments/world_model_probe.py.
+"""
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def code_stats(post_logits: np.ndarray) -> dict:
+    """Posterior-mode statistics of N frames.
+
+    Args:
+      post_logits: ``(N, S, C)`` posterior logits.
+    Returns:
+      ``distinct_codes`` (int, 1..N) and ``top_code_share`` (float in (0, 1]).
+    """
+    modes = np.asarray(post_logits).argmax(-1)
+    _, counts = np.unique(modes.reshape(modes.shape[0], -1), axis=0, return_counts=True)
+    return {"distinct_codes": int(len(counts)), "top_code_share": float(counts.max() / modes.shape[0])}
+
+
+def mean_frame_loss(images: np.ndarray) -> float:
+    """The image loss of drawing the mean frame for every frame.
+
+    Args:
+      images: uint8 ``(N, H, W, 3)``.
+    Returns:
+      ``mean_n sum_pixels (mean_frame - x_n)^2`` on preprocessed frames (``x / 255 - 0.5``), the
+      training loss's units.
+    """
+    x = np.asarray(images, np.float64) / 255.0 - 0.5
+    return float(((x - x.mean(0)) ** 2).reshape(x.shape[0], -1).sum(-1).mean())
+
+
+def probe_batch(spec, wm_params, batch: dict, key: jax.Array) -> dict:
+    """The probe's numbers on one batch of windows.
+
+    Args:
+      spec: `agent.AgentSpec` of the run.
+      wm_params: the world model's parameters.
+      batch: docs/interfaces.md §3 batch, image uint8 ``(B, T, 64, 64, 3)``.
+      key: the loss's noise (posterior samples, crops).
+    Returns:
+      dict of floats/ints: frames, distinct_codes, top_code_share, post_entropy, kl, image_loss,
+      mean_frame_loss, acc_con, acc_con_chance.
+    """
+    from twister_jax.losses import world_model as wm_loss
+
+    c, m = spec.config, spec.config.model
+    batch = {k: jnp.asarray(v) for k, v in batch.items()}
+    b, t = batch["image"].shape[:2]
+    noise = wm_loss.draw_noise(key, b, t, m.stoch, m.discrete, crop_scale=tuple(c.augment.crop_scale),
+                               crop_ratio=tuple(c.augment.crop_ratio), image_size=tuple(c.env.image_size))
+    _, aux = jax.jit(lambda p, bt, nz: wm_loss.world_model_loss(spec.world_model(p), bt, nz, spec.loss_cfg,
+                                                                deterministic=True, return_outputs=True))(
+        wm_params, batch, noise)
+    n = b * t
+    out = {"frames": n}
+    out.update(code_stats(np.asarray(aux["outputs"]["post_logits"]).reshape(n, m.stoch, m.discrete)))
+    out.update(post_entropy=float(aux["metrics"]["post_entropy"]), kl=float(aux["metrics"]["kl"]),
+               image_loss=float(aux["losses"]["model_image"]),
+               mean_frame_loss=mean_frame_loss(np.asarray(batch["image"]).reshape((n,) + batch["image"].shape[2:])),
+               acc_con=float(aux["metrics"]["acc_con"]), acc_con_chance=1.0 / n)
+    return out
+
+
+def load_run(workdir):
+    """A solo run's config, newest checkpoint and replay, read-only.
+
+    Returns:
+      ``(spec, step, world-model params, ReplayBuffer)``.
+    Raises:
+      FileNotFoundError: no run directory, no readable checkpoint, or no replay to sample.
+      ValueError: a group of runs (``num_seeds > 1``).
+    """
+    from twister_jax import agent as agent_lib, checkpoint, runs
+    from twister_jax.evaluate import load_config
+    from twister_jax.replay import ReplayBuffer
+
+    config = load_config(workdir)
+    if runs.num_runs(config) > 1:
+        raise ValueError(f"{workdir} holds a group of {runs.num_runs(config)} runs; the probe reads solo runs")
+    spec = agent_lib.AgentSpec.from_config(config)
+    state = agent_lib.init_train_state(spec, jax.random.key(0))
+    replay = ReplayBuffer(int(config.replay_capacity), int(config.seq_len), int(config.env.num_envs),
+                          tuple(config.env.image_size) + (3,), int(config.env.num_actions), seed=0)
+    restored = checkpoint.Checkpointer(workdir, config, read_only=True).restore(
+        checkpoint.abstract_like(state), None, replay, items=("train",), quarantine=False)
+    if restored is None:
+        raise FileNotFoundError(f"no readable checkpoint in {pathlib.Path(workdir) / 'checkpoints'}")
+    if replay.num_windows == 0:
+        raise FileNotFoundError(f"the replay of checkpoint {restored.step} in {workdir} is empty")
+    return spec, restored.step, restored.train_state.params["world_model"], replay
