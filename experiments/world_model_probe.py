@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         except (FileNotFoundError, ValueError) as exc:
             _fail(str(exc))
         row = {"workdir": str(w), "step": int(step)}
-        row.update(probe.probe_batch(spec, params, replay.sample(args.windows), jax.random.key(args.seed)))
+        row.update(probe.make_probe(spec)(params, replay.sample(args.windows), jax.random.key(args.seed)))
         rows.append(row)
     print(f"{'run':<48} {'step':>7} {'frames':>6} {'codes':>6} {'top':>5} {'image':>8} {'mean-frame':>10} "
           f"{'acc_con':>8} {'chance':>7}")

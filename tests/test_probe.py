@@ -1,7 +1,16 @@
-"""The world-model probe's statistics (twister_jax/probe.py); its command on a trained run is in test_program.py."""
+"""The world-model probe's statistics (twister_jax/probe.py) and experiments/world_model_fit.py's arguments;
+the probe command on a trained run is tested in test_program.py."""
+import importlib.util
+import pathlib
+
 import numpy as np
+import pytest
+
+from config_utils import tiny_config
 
 from twister_jax import probe
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _logits(codes, classes=4):
@@ -27,3 +36,33 @@ def test_mean_frame_loss_units():
     assert probe.mean_frame_loss(np.stack([black, black])) == 0.0
     # mean frame 0 after preprocessing; each of the 12 values is 0.5 away: 12 * 0.25 per frame
     assert np.isclose(probe.mean_frame_loss(np.stack([black, white])), 3.0)
+
+
+def _fit_script():
+    spec = importlib.util.spec_from_file_location("world_model_fit", REPO / "experiments" / "world_model_fit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fit_overrides_set_existing_keys_and_refuse_unknown_ones(capsys):
+    fit = _fit_script()
+    config = tiny_config()
+    changed = fit.with_overrides(config, [("model.dim_cnn", 8), ("optim.world_model.lr", 3e-4)])
+    assert (changed.model.dim_cnn, changed.optim.world_model.lr) == (8, 3e-4)
+    assert config.model.dim_cnn != 8  # the run's config is left as it was
+    for bad in [("model.nope", 1), ("nope.dim_cnn", 1), ("model.dim_cnn.x", 1)]:
+        with pytest.raises(SystemExit) as exc:
+            fit.with_overrides(config, [bad])
+        assert exc.value.code == 2 and bad[0] in capsys.readouterr().err
+
+
+def test_fit_bad_arguments_exit_2(tmp_path, capsys):
+    fit = _fit_script()
+    (tmp_path / "config.json").write_text("{}")
+    for argv in [[str(tmp_path), "--set=model.dim_cnn"], [str(tmp_path), "--set=model.dim_cnn=abc"],
+                 [str(tmp_path), "--steps=0"], [str(tmp_path / "missing")]]:
+        with pytest.raises(SystemExit) as exc:
+            fit.parse_args(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, (argv, err)

@@ -12,8 +12,9 @@ losses logged during training do not show this; these numbers do, on frames from
   only knows the average scene cannot beat the second.
 * ``acc_con`` against ``acc_con_chance`` (= 1 / N): AC-CPC's top-1 accuracy at offset 0.
 
-`probe_batch` is the computation (one deterministic world-model loss pass, host-side statistics);
-`load_run` reads a solo run's newest checkpoint and its replay. Command: experiments/world_model_probe.py.
+`make_probe(spec)` is the computation (one deterministic world-model loss pass, host-side statistics);
+`load_run` reads a solo run's newest checkpoint and its replay. Commands: experiments/world_model_probe.py,
+experiments/world_model_fit.py.
 """
 from __future__ import annotations
 
@@ -50,36 +51,37 @@ def mean_frame_loss(images: np.ndarray) -> float:
     return float(((x - x.mean(0)) ** 2).reshape(x.shape[0], -1).sum(-1).mean())
 
 
-def probe_batch(spec, wm_params, batch: dict, key: jax.Array) -> dict:
-    """The probe's numbers on one batch of windows.
+def make_probe(spec):
+    """The probe of `spec`'s world model as one function, its loss pass compiled once.
 
-    Args:
-      spec: `agent.AgentSpec` of the run.
-      wm_params: the world model's parameters.
-      batch: docs/interfaces.md §3 batch, image uint8 ``(B, T, 64, 64, 3)``.
-      key: the loss's noise (posterior samples, crops).
     Returns:
-      dict of floats/ints: frames, distinct_codes, top_code_share, post_entropy, kl, image_loss,
-      mean_frame_loss, acc_con, acc_con_chance.
+      ``probe(wm_params, batch, key) -> dict``: frames, distinct_codes, top_code_share, post_entropy, kl,
+      image_loss, mean_frame_loss, acc_con, acc_con_chance (plain floats / ints). ``batch`` is a
+      docs/interfaces.md §3 batch (image uint8 ``(B, T, 64, 64, 3)``); ``key`` draws the loss's noise
+      (posterior samples, crops).
     """
     from twister_jax.losses import world_model as wm_loss
 
     c, m = spec.config, spec.config.model
-    batch = {k: jnp.asarray(v) for k, v in batch.items()}
-    b, t = batch["image"].shape[:2]
-    noise = wm_loss.draw_noise(key, b, t, m.stoch, m.discrete, crop_scale=tuple(c.augment.crop_scale),
-                               crop_ratio=tuple(c.augment.crop_ratio), image_size=tuple(c.env.image_size))
-    _, aux = jax.jit(lambda p, bt, nz: wm_loss.world_model_loss(spec.world_model(p), bt, nz, spec.loss_cfg,
-                                                                deterministic=True, return_outputs=True))(
-        wm_params, batch, noise)
-    n = b * t
-    out = {"frames": n}
-    out.update(code_stats(np.asarray(aux["outputs"]["post_logits"]).reshape(n, m.stoch, m.discrete)))
-    out.update(post_entropy=float(aux["metrics"]["post_entropy"]), kl=float(aux["metrics"]["kl"]),
-               image_loss=float(aux["losses"]["model_image"]),
-               mean_frame_loss=mean_frame_loss(np.asarray(batch["image"]).reshape((n,) + batch["image"].shape[2:])),
-               acc_con=float(aux["metrics"]["acc_con"]), acc_con_chance=1.0 / n)
-    return out
+    loss = jax.jit(lambda p, bt, nz: wm_loss.world_model_loss(spec.world_model(p), bt, nz, spec.loss_cfg,
+                                                              deterministic=True, return_outputs=True)[1])
+
+    def probe(wm_params, batch: dict, key: jax.Array) -> dict:
+        batch = {k: jnp.asarray(v) for k, v in batch.items()}
+        b, t = batch["image"].shape[:2]
+        noise = wm_loss.draw_noise(key, b, t, m.stoch, m.discrete, crop_scale=tuple(c.augment.crop_scale),
+                                   crop_ratio=tuple(c.augment.crop_ratio), image_size=tuple(c.env.image_size))
+        aux = loss(wm_params, batch, noise)
+        n = b * t
+        out = {"frames": n}
+        out.update(code_stats(np.asarray(aux["outputs"]["post_logits"]).reshape(n, m.stoch, m.discrete)))
+        out.update(post_entropy=float(aux["metrics"]["post_entropy"]), kl=float(aux["metrics"]["kl"]),
+                   image_loss=float(aux["losses"]["model_image"]),
+                   mean_frame_loss=mean_frame_loss(np.asarray(batch["image"]).reshape((n,) + batch["image"].shape[2:])),
+                   acc_con=float(aux["metrics"]["acc_con"]), acc_con_chance=1.0 / n)
+        return out
+
+    return probe
 
 
 def load_run(workdir):
