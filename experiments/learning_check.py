@@ -15,6 +15,8 @@ seeds), and writes into --out:
   random/<task>.json      the random policy's episodes
   initial/<task>_seed_<s>.json   the untrained agent's greedy episodes (each seed's initial train state,
                  evaluated as its run would at step 0): the control for "beats random untrained"
+  probe/<task>_seed_<s>.json     the world-model probe of each seed's final checkpoint (posterior codes,
+                 image loss against the mean frame, AC-CPC accuracy): the check for "beats random blind"
 
 Runs whose done.json exists are skipped and interrupted runs resume, so re-running the same command
 continues where it stopped (and `--report_only` rebuilds the report from what is there).
@@ -175,6 +177,33 @@ def initial_baseline(out: pathlib.Path, task: str, seed: int) -> dict:
     return _cached(out / "initial" / f"{task}_seed_{seed}.json", compute)
 
 
+def probe_baseline(out: pathlib.Path, task: str, run: dict) -> dict | None:
+    """The world-model probe of a finished run's final checkpoint (cached in out/probe/<task>_seed_<s>.json),
+    or None when the run has no readable checkpoint."""
+    import jax
+
+    from twister_jax import probe
+
+    final_step = run["scores"][-1]["step"] if run["scores"] else None
+
+    def compute():
+        spec, step, params, replay = probe.load_run(run["dir"])
+        return {"step": int(step), **probe.make_probe(spec)(params, replay.sample(16), jax.random.key(0))}
+
+    try:
+        return _cached(out / "probe" / f"{task}_seed_{run['seed']}.json", compute,
+                       lambda cached: cached.get("step") == final_step)
+    except FileNotFoundError as exc:
+        print(f"probe of {run['dir']} skipped: {exc}", file=sys.stderr)
+        return None
+
+
+def _probes(out: pathlib.Path, task: str, runs: list[dict]) -> dict:
+    """{seed: probe} of the task's finished runs that could be probed."""
+    found = {r["seed"]: probe_baseline(out, task, r) for r in runs if r["finished"]}
+    return {seed: p for seed, p in found.items() if p is not None}
+
+
 def versions() -> str:
     import importlib.metadata as md
     names = ("jax", "jaxlib", "flax", "optax", "ale-py", "dm_control", "mujoco", "numpy")
@@ -199,7 +228,8 @@ def main(argv=None) -> int:
     runs = {t: learning.read_runs(out / "runs" / t) for t in tasks}
     summary = {
         "tasks": [learning.task_summary(t, runs[t], random_baseline(out, t, args.random_episodes),
-                                        {r["seed"]: initial_baseline(out, t, r["seed"]) for r in runs[t]})
+                                        {r["seed"]: initial_baseline(out, t, r["seed"]) for r in runs[t]},
+                                        _probes(out, t, runs[t]))
                   for t in tasks],
         "command": shlex.join(["python", "experiments/learning_check.py", *(argv if argv is not None else sys.argv[1:])]),
         "versions": versions(),

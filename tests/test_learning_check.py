@@ -2,7 +2,8 @@
 
 * the statistics: Welch's one-sided test and the bootstrap interval on known samples;
 * a run tree with two seeds of a task that beats random and one that does not: summary.json fields,
-  report.md, curves.png, and the verdicts (`--report_only`, no training);
+  report.md, curves.png, the verdicts, the control and the world-model probe (`--report_only`, no
+  training; the baselines and probes written beforehand, as the command caches them);
 * the random-policy baseline plays the evaluation protocol (episode seeds, lengths) of the fake env;
 * bad input: one `error:` line, exit status 2, nothing written.
 """
@@ -67,6 +68,11 @@ def test_report_from_a_run_tree(tmp_path, capsys):
                               ("krull", 2, 0.0)):   # the untrained policies' greedy episodes (the control)
         (out / "initial" / f"{task}_seed_{seed}.json").write_text(json.dumps(
             {"returns": [level] * 10, "lengths": [100] * 10}))
+    (out / "probe").mkdir()
+    for task, seed, image in (("boxing", 0, 5.0), ("boxing", 1, 30.0), ("krull", 0, 40.0), ("krull", 1, 40.0)):
+        (out / "probe" / f"{task}_seed_{seed}.json").write_text(json.dumps(   # each final world model's probe
+            {"step": 200, "frames": 256, "distinct_codes": 7 if image < 20 else 1, "top_code_share": 0.5,
+             "image_loss": image, "mean_frame_loss": 20.0, "acc_con": 0.1, "acc_con_chance": 1 / 256}))
     assert _check([f"--out={out}", "--tasks=boxing,krull", "--seeds=0,1,2", "--random_episodes=30",
                    "--report_only"]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -84,6 +90,11 @@ def test_report_from_a_run_tree(tmp_path, capsys):
     assert (out / "curves.png").stat().st_size > 1000
     report = (out / "report.md").read_text()
     assert "| boxing | 2 | 200 |" in report and "(initial 30.00)" in report
+    # the world-model probe: one of boxing's world models beats the mean frame, none of krull's
+    assert by_task["boxing"]["probe_per_seed"]["0"]["distinct_codes"] == 7
+    assert (by_task["boxing"]["seeds_seeing"], by_task["krull"]["seeds_seeing"]) == (1, 0)
+    assert "seed 0: 7/256 codes, image 5.0 vs 20.0" in report and "1/2 world models beat the mean frame" in report
+    assert "- krull:" in report.split("World model per seed")[1] and "reached without seeing" in report
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["learning_check"][0]["task"] == "boxing"
 
 

@@ -14,6 +14,10 @@ the same evaluation protocol. For each task:
   protocol). On some tasks an untrained greedy policy already beats random (cartpole_swingup), so
   "above random" alone does not show learning; `seeds_above_initial` counts the seeds whose final
   return exceeds their own initial one.
+* the world model, when probed (`twister_jax.probe` on each seed's final checkpoint and frames of its
+  replay): an agent can beat random without seeing, with a world model that draws the mean frame from
+  one posterior code for every frame. `seeds_seeing` counts the seeds whose world model's image loss is
+  below the mean frame's (it must then encode something of each frame).
 
 `summary(...)` returns the `summary.json` object; `write(...)` writes `report.md`, `summary.json` and
 `curves.png`.
@@ -72,12 +76,17 @@ def bootstrap_diff(a, b, *, reps: int = 10_000, seed: int = 0) -> tuple[float, f
     return float(lo), float(hi)
 
 
-def task_summary(task: str, runs: list[dict], random: dict, initial: dict | None = None) -> dict:
+PROBE_FIELDS = ("step", "frames", "distinct_codes", "image_loss", "mean_frame_loss", "acc_con", "acc_con_chance")
+
+
+def task_summary(task: str, runs: list[dict], random: dict, initial: dict | None = None,
+                 probes: dict | None = None) -> dict:
     """The `summary.json` entry of one task (see the module docstring).
 
     Args:
       runs: `read_runs` of the task; random: {returns: [...]} of the random policy;
-      initial: optional {seed: {returns: [...]}}, each seed's untrained greedy episodes.
+      initial: optional {seed: {returns: [...]}}, each seed's untrained greedy episodes;
+      probes: optional {seed: `twister_jax.probe` row}, each seed's final world model.
     """
     finished = [r for r in runs if r["finished"] and r["scores"]]
     finals = [r["scores"][-1] for r in finished]
@@ -88,6 +97,7 @@ def task_summary(task: str, runs: list[dict], random: dict, initial: dict | None
     random_mean = float(np.mean(rand)) if rand else float("nan")
     per_seed = {str(r["seed"]): float(f["return_mean"]) for r, f in zip(finished, finals)}
     initial_per_seed = {str(s): float(np.mean(v["returns"])) for s, v in (initial or {}).items()}
+    probe_per_seed = {str(s): {k: v[k] for k in PROBE_FIELDS} for s, v in (probes or {}).items()}
     return {
         "task": task,
         "seeds": [r["seed"] for r in finished],
@@ -108,6 +118,8 @@ def task_summary(task: str, runs: list[dict], random: dict, initial: dict | None
         "initial_per_seed": initial_per_seed,
         "initial_mean": float(np.mean(list(initial_per_seed.values()))) if initial_per_seed else float("nan"),
         "seeds_above_initial": int(sum(v > initial_per_seed[s] for s, v in per_seed.items() if s in initial_per_seed)),
+        "probe_per_seed": probe_per_seed,
+        "seeds_seeing": int(sum(v["image_loss"] < v["mean_frame_loss"] for v in probe_per_seed.values())),
         "learned": bool(p < ALPHA),
         "wall_time_s": _process_wall_time(finished),
     }
@@ -178,6 +190,18 @@ def markdown(summary: dict) -> str:
             per += f"; {e['seeds_above_initial']}/{len(e['final_per_seed'])} seeds above their initial return"
         lines.append(f"- {e['task']}: {per}" + (f"; unfinished seeds {e['seeds_unfinished']}"
                                                 if e["seeds_unfinished"] else ""))
+    probed = [e for e in summary["tasks"] if e.get("probe_per_seed")]
+    if probed:
+        lines += ["", "World model per seed (`experiments/world_model_probe.py` on the final checkpoint and frames of "
+                  "its replay): distinct posterior codes, image loss against the loss of drawing the mean frame, "
+                  "AC-CPC accuracy against chance:", ""]
+    for e in probed:
+        per = "; ".join(f"seed {s}: {v['distinct_codes']}/{v['frames']} codes, image {v['image_loss']:.1f} vs "
+                        f"{v['mean_frame_loss']:.1f}, acc_con {v['acc_con']:.3f} vs {v['acc_con_chance']:.3f}"
+                        for s, v in e["probe_per_seed"].items())
+        lines.append(f"- {e['task']}: {per}; {e['seeds_seeing']}/{len(e['probe_per_seed'])} world models beat the "
+                     f"mean frame" + ("" if e["seeds_seeing"] else
+                                      " (none encodes its frames: these returns were reached without seeing)"))
     whole = ("(a report only)" if summary.get("wall_time_s") is None
              else f"{summary['wall_time_s'] / 60:.1f} min")
     lines += ["", f"Wall time of the whole command: {whole}; "
