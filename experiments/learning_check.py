@@ -193,7 +193,7 @@ def probe_baseline(out: pathlib.Path, task: str, run: dict) -> dict | None:
     try:
         return _cached(out / "probe" / f"{task}_seed_{run['seed']}.json", compute,
                        lambda cached: cached.get("step") == final_step)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         print(f"probe of {run['dir']} skipped: {exc}", file=sys.stderr)
         return None
 

@@ -66,3 +66,18 @@ def test_fit_bad_arguments_exit_2(tmp_path, capsys):
             fit.parse_args(argv)
         err = capsys.readouterr().err
         assert exc.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, (argv, err)
+
+
+def test_one_run_of_a_group_is_refused_with_its_group_named(tmp_path):
+    import json
+
+    from twister_jax.checkpoint import config_to_dict
+
+    group = tmp_path / "seeds_0-1"
+    (group / "seed_1").mkdir(parents=True)
+    (group / "config.json").write_text(json.dumps(config_to_dict(tiny_config(num_seeds=2))))
+    (group / "seed_1" / "config.json").write_text(json.dumps(config_to_dict(tiny_config(seed=1))))
+    with pytest.raises(ValueError, match="one run of the group in .*seeds_0-1"):
+        probe.load_run(group / "seed_1")
+    with pytest.raises(ValueError, match="holds a group of 2 runs"):
+        probe.load_run(group)

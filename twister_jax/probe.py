@@ -91,7 +91,7 @@ def load_run(workdir):
       ``(spec, step, world-model params, ReplayBuffer)``.
     Raises:
       FileNotFoundError: no run directory, no readable checkpoint, or no replay to sample.
-      ValueError: a group of runs (``num_seeds > 1``).
+      ValueError: a group of runs (``num_seeds > 1``) or one run of a group (not read yet).
     """
     from twister_jax import agent as agent_lib, checkpoint, runs
     from twister_jax.evaluate import load_config
@@ -100,6 +100,11 @@ def load_run(workdir):
     config = load_config(workdir)
     if runs.num_runs(config) > 1:
         raise ValueError(f"{workdir} holds a group of {runs.num_runs(config)} runs; the probe reads solo runs")
+    parent = pathlib.Path(workdir).resolve().parent
+    if not (pathlib.Path(workdir) / "checkpoints").exists() and (parent / "config.json").exists() \
+            and runs.num_runs(load_config(parent)) > 1:
+        raise ValueError(f"{workdir} is one run of the group in {parent}, whose checkpoints hold all its runs; "
+                         f"the probe reads solo runs")
     spec = agent_lib.AgentSpec.from_config(config)
     state = agent_lib.init_train_state(spec, jax.random.key(0))
     replay = ReplayBuffer(int(config.replay_capacity), int(config.seq_len), int(config.env.num_envs),
