@@ -80,6 +80,9 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(ROOT))
+
+from twister_jax.cli import fail as _fail  # noqa: E402
+
 COLUMNS = ("env", "add", "sample", "frames", "gather", "h2d", "log", "act", "train", "rest", "total", "cpu")
 
 
@@ -407,10 +410,6 @@ def _parse(argv=None):
                         "frames, as a GPU/TPU run does by default), off (gathered on the host and copied), auto")
     return p.parse_args(argv)
 
-
-def _fail(msg: str):
-    print(f"error: {msg}", file=sys.stderr)
-    sys.exit(2)
 
 
 def run(steps: int, *, warmup=None, repeats: int = 1, game: str = "alien", real: bool = False,

@@ -40,6 +40,8 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from twister_jax.cli import fail as _fail  # noqa: E402
+
 # what fits in about 1.5 hours on an idle 2-core CPU. Tasks where a policy that has only begun to learn
 # can beat random: on 11 of the 26 Atari games every constant action scores below the random policy
 # (experiments/baselines.py), and an early greedy policy is nearly constant. docs/learning_check.md:
@@ -63,10 +65,6 @@ def parse_args(argv=None):
     p.add_argument("--report_only", action="store_true", help="only rebuild the report from the runs there")
     return p.parse_args(argv)
 
-
-def _fail(msg: str):
-    print(f"error: {msg}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def plan(args) -> list[dict]:
@@ -180,18 +178,11 @@ def initial_baseline(out: pathlib.Path, task: str, seed: int) -> dict:
 def probe_baseline(out: pathlib.Path, task: str, run: dict) -> dict | None:
     """The world-model probe of a finished run's final checkpoint (cached in out/probe/<task>_seed_<s>.json),
     or None when the run has no readable checkpoint."""
-    import jax
-
     from twister_jax import probe
 
     final_step = run["scores"][-1]["step"] if run["scores"] else None
-
-    def compute():
-        spec, step, params, replay = probe.load_run(run["dir"])
-        return {"step": int(step), **probe.make_probe(spec)(params, replay.sample(16), jax.random.key(0))}
-
     try:
-        return _cached(out / "probe" / f"{task}_seed_{run['seed']}.json", compute,
+        return _cached(out / "probe" / f"{task}_seed_{run['seed']}.json", lambda: probe.probe_run(run["dir"]),
                        lambda cached: cached.get("step") == final_step)
     except (FileNotFoundError, ValueError) as exc:
         print(f"probe of {run['dir']} skipped: {exc}", file=sys.stderr)

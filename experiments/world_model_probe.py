@@ -21,10 +21,8 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from twister_jax.cli import fail as _fail  # noqa: E402
 
-def _fail(msg: str):
-    print(f"error: {msg}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def parse_args(argv=None):
@@ -43,19 +41,14 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    import jax
-
     from twister_jax import probe
 
     rows = []
     for w in args.workdirs:
         try:
-            spec, step, params, replay = probe.load_run(w)
+            rows.append({"workdir": str(w), **probe.probe_run(w, args.windows, args.seed)})
         except (FileNotFoundError, ValueError) as exc:
             _fail(str(exc))
-        row = {"workdir": str(w), "step": int(step)}
-        row.update(probe.make_probe(spec)(params, replay.sample(args.windows), jax.random.key(args.seed)))
-        rows.append(row)
     print(f"{'run':<48} {'step':>7} {'frames':>6} {'codes':>6} {'top':>5} {'image':>8} {'mean-frame':>10} "
           f"{'acc_con':>8} {'chance':>7}")
     for r in rows:

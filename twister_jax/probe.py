@@ -116,3 +116,14 @@ def load_run(workdir):
     if replay.num_windows == 0:
         raise FileNotFoundError(f"the replay of checkpoint {restored.step} in {workdir} is empty")
     return spec, restored.step, restored.train_state.params["world_model"], replay
+
+
+def probe_run(workdir, windows: int = 16, seed: int = 0) -> dict:
+    """`make_probe` on a solo run's newest checkpoint and `windows` windows of its replay (drawn by the
+    replay's saved sampler: the same checkpoint gives the same windows); the loss's noise from `seed`.
+
+    Returns:
+      ``{"step": checkpoint step, **probe}``. Raises as `load_run`.
+    """
+    spec, step, params, replay = load_run(workdir)
+    return {"step": int(step), **make_probe(spec)(params, replay.sample(windows), jax.random.key(seed))}
