@@ -24,6 +24,8 @@ continues where it stopped (and `--report_only` rebuilds the report from what is
 Usage:
   python experiments/learning_check.py --out=runs/learning_check                  # the default check
   python experiments/learning_check.py --out=/tmp/lc --tasks=boxing --seeds=0 --env_steps=boxing=400 --evals=1
+  python experiments/learning_check.py --out=runs/lc_wide --set=model.dim_cnn=16 --set=model.stoch=32 \
+      --set=model.discrete=32      # another size: every run and control uses it; --out remembers it
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from twister_jax.cli import fail as _fail  # noqa: E402
+from twister_jax.cli import fail as _fail, parse_overrides, with_overrides  # noqa: E402
 
 # what fits in about 1.5 hours on an idle 2-core CPU. Tasks where a policy that has only begun to learn
 # can beat random: on 11 of the 26 Atari games every constant action scores below the random policy
@@ -63,13 +65,25 @@ def parse_args(argv=None):
                    help="consecutive seeds trained by one process (config.num_seeds, one vmapped step)")
     p.add_argument("--parallel", type=int, default=os.cpu_count() or 1, help="training processes at once")
     p.add_argument("--report_only", action="store_true", help="only rebuild the report from the runs there")
-    return p.parse_args(argv)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override of the small config for every task, e.g. model.dim_cnn=16 (repeatable; the "
+                        "key must exist); passed to training as --config.KEY=VALUE and used by the controls")
+    args = p.parse_args(argv)
+    args.overrides = parse_overrides(args.set)
+    return args
 
+
+
+def small_config(task: str, overrides=()):
+    """`configs/small.py:<task>` with the check's `--set` overrides. Raises ValueError for an unknown task;
+    an unknown key exits with status 2."""
+    from twister_jax.config_files import load_config
+
+    return with_overrides(load_config(REPO / "configs" / "small.py", task), overrides)
 
 
 def plan(args) -> list[dict]:
     """One entry per (task, seed pack): the train command and its workdir. Raises SystemExit(2) on bad input."""
-    from twister_jax.config_files import load_config
     from twister_jax.suites import pack_workdir, seed_packs
 
     budgets = {}
@@ -93,7 +107,7 @@ def plan(args) -> list[dict]:
     out, entries = pathlib.Path(args.out), []
     for task in tasks:
         try:
-            config = load_config(REPO / "configs" / "small.py", task)
+            config = small_config(task, args.overrides)
         except ValueError as exc:
             _fail(str(exc))
         per_step = config.env.num_envs / config.env_step_every      # env steps per gradient step
@@ -106,7 +120,8 @@ def plan(args) -> list[dict]:
             cmd = [sys.executable, "-m", "twister_jax.train", f"--config=configs/small.py:{task}",
                    f"--workdir={workdir}", f"--config.seed={pack[0]}", f"--config.num_train_steps={steps}",
                    f"--config.eval_every={eval_every}", f"--config.checkpoint_every={eval_every}",
-                   f"--config.figure_every={eval_every}", *group]
+                   f"--config.figure_every={eval_every}", *group,
+                   *(f"--config.{key}={value if isinstance(value, str) else value!r}" for key, value in args.overrides)]
             entries.append({"task": task, "name": name, "workdir": workdir, "cmd": cmd,
                             "log": out / "logs" / f"{task}_{name}.log"})
     return entries
@@ -151,23 +166,21 @@ def _cached(path: pathlib.Path, compute, valid=lambda cached: True) -> dict:
     return res
 
 
-def random_baseline(out: pathlib.Path, task: str, episodes: int) -> dict:
+def random_baseline(out: pathlib.Path, task: str, episodes: int, overrides=()) -> dict:
     """The random policy's episodes for `task` (cached in out/random/<task>.json)."""
-    from twister_jax.config_files import load_config
     from twister_jax.random_policy import random_returns
 
     return _cached(out / "random" / f"{task}.json",
-                   lambda: random_returns(load_config(REPO / "configs" / "small.py", task), episodes),
+                   lambda: random_returns(small_config(task, overrides), episodes),
                    lambda cached: len(cached["returns"]) == episodes)
 
 
-def initial_baseline(out: pathlib.Path, task: str, seed: int) -> dict:
+def initial_baseline(out: pathlib.Path, task: str, seed: int, overrides=()) -> dict:
     """The untrained agent's greedy episodes for (task, seed) (cached in out/initial/<task>_seed_<s>.json)."""
-    from twister_jax.config_files import load_config
     from twister_jax.random_policy import initial_returns
 
     def compute():
-        config = load_config(REPO / "configs" / "small.py", task)
+        config = small_config(task, overrides)
         with config.unlocked():
             config.seed = int(seed)
         return initial_returns(config, int(config.eval_episodes))
@@ -207,10 +220,26 @@ def versions() -> str:
     return ", ".join([f"Python {platform.python_version()}"] + found)
 
 
+def same_overrides(out: pathlib.Path, overrides, write: bool):
+    """Refuses (exit 2) an --out whose runs and cached controls were made with other `--set` overrides (a
+    folder without ``overrides.json`` was made with none); with `write`, records them there."""
+    from twister_jax.files import atomic_write_json
+
+    mine = {key: value for key, value in overrides}
+    path = out / "overrides.json"
+    theirs = json.loads(path.read_text()) if path.exists() else ({} if (out / "runs").exists() else None)
+    if theirs is not None and json.loads(json.dumps(mine)) != theirs:
+        _fail(f"--out={out} holds a check made with --set overrides {theirs}, not {mine}; use another --out")
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, mine)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     entries = plan(args)
     out = pathlib.Path(args.out)
+    same_overrides(out, args.overrides, write=not args.report_only)
     t0 = time.time()
     failures = [] if args.report_only else train_all(entries, max(1, args.parallel))
     from twister_jax.reports import learning
@@ -218,10 +247,12 @@ def main(argv=None) -> int:
     tasks = list(dict.fromkeys(e["task"] for e in entries))
     runs = {t: learning.read_runs(out / "runs" / t) for t in tasks}
     summary = {
-        "tasks": [learning.task_summary(t, runs[t], random_baseline(out, t, args.random_episodes),
-                                        {r["seed"]: initial_baseline(out, t, r["seed"]) for r in runs[t]},
+        "tasks": [learning.task_summary(t, runs[t], random_baseline(out, t, args.random_episodes, args.overrides),
+                                        {r["seed"]: initial_baseline(out, t, r["seed"], args.overrides)
+                                         for r in runs[t]},
                                         _probes(out, t, runs[t]))
                   for t in tasks],
+        "overrides": {key: value for key, value in args.overrides},
         "command": shlex.join(["python", "experiments/learning_check.py", *(argv if argv is not None else sys.argv[1:])]),
         "versions": versions(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",

@@ -14,7 +14,6 @@ Prints a table (one row per probe) and a JSON line.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import pathlib
 import sys
@@ -23,7 +22,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from twister_jax.cli import fail as _fail  # noqa: E402
+from twister_jax.cli import fail as _fail, parse_overrides, with_overrides  # noqa: E402
 
 
 
@@ -41,33 +40,8 @@ def parse_args(argv=None):
         _fail(f"--steps={args.steps}, --probe_every={args.probe_every} and --windows={args.windows} must be at least 1")
     if not (pathlib.Path(args.workdir) / "config.json").is_file():
         _fail(f"{args.workdir} is not a run directory (no config.json)")
-    overrides = []
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            _fail(f"--set={item!r} is not KEY=VALUE")
-        try:
-            overrides.append((key, ast.literal_eval(value)))
-        except (ValueError, SyntaxError):
-            _fail(f"--set={item!r}: {value!r} is not a Python literal")
-    args.overrides = overrides
+    args.overrides = parse_overrides(args.set)
     return args
-
-
-def with_overrides(config, overrides):
-    """A copy of `config` with ``(dotted key, value)`` overrides; an unknown key exits with status 2."""
-    c = config.copy_and_resolve_references()
-    c.unlock()
-    for key, value in overrides:
-        *parents, leaf = key.split(".")
-        node = c
-        for name in parents:
-            node = node.get(name) if hasattr(node, "get") else None
-        if node is None or not hasattr(node, "keys") or leaf not in node:
-            _fail(f"--set {key}: no such config key")
-        node[leaf] = value
-    c.lock()
-    return c
 
 
 def main(argv=None) -> int:

@@ -22,12 +22,16 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "learning_check.py"
 
 
-def _check(argv):
-    """experiments/learning_check.py's `main(argv)`, in this process."""
+def _module():
     spec = importlib.util.spec_from_file_location("learning_check", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.main(argv)
+    return module
+
+
+def _check(argv):
+    """experiments/learning_check.py's `main(argv)`, in this process."""
+    return _module().main(argv)
 
 
 def test_welch_and_bootstrap():
@@ -119,6 +123,8 @@ def test_random_baseline_plays_the_evaluation_protocol():
     (["--tasks=boxing", "--env_steps=krull=10"], "--env_steps names ['krull']"),
     (["--tasks=boxing", "--env_steps=boxing=ten"], "--env_steps item 'boxing=ten'"),
     (["--seeds=0,x"], "--seeds='0,x'"),
+    (["--tasks=boxing", "--set=model.nope=1"], "--set model.nope: no such config key"),
+    (["--tasks=boxing", "--set=model.dim_cnn"], "--set='model.dim_cnn' is not KEY=VALUE"),
 ])
 def test_bad_input(tmp_path, capsys, args, message):
     out = tmp_path / "lc"
@@ -128,3 +134,22 @@ def test_bad_input(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not out.exists()
+
+
+def test_set_overrides_reach_training_and_the_controls(tmp_path, capsys):
+    lc = _module()
+    args = lc.parse_args([f"--out={tmp_path}", "--tasks=boxing,cartpole_swingup", "--seeds=0",
+                          "--set=model.dim_cnn=8", "--set=model.stoch=16"])
+    for entry in lc.plan(args):                  # every training command carries the overrides as absl flags
+        assert entry["cmd"][-2:] == ["--config.model.dim_cnn=8", "--config.model.stoch=16"], entry["cmd"]
+    config = lc.small_config("boxing", args.overrides)          # the config the untrained control evaluates
+    assert (config.model.dim_cnn, config.model.stoch, config.model.discrete) == (8, 16, 8)
+    # an --out made with other overrides (or none) is refused, not mixed into one report
+    (tmp_path / "runs").mkdir()
+    for argv, theirs in ((["--set=model.dim_cnn=8"], "{}"), ([], "{'model.dim_cnn': 8}")):
+        if theirs != "{}":
+            (tmp_path / "overrides.json").write_text(json.dumps({"model.dim_cnn": 8}))
+        with pytest.raises(SystemExit) as exc:
+            _check([f"--out={tmp_path}", "--tasks=boxing", "--report_only", *argv])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == 2 and len(err) == 1 and f"overrides {theirs}" in err[0], err

@@ -170,6 +170,9 @@ def markdown(summary: dict) -> str:
     """report.md: the per-task table, the per-seed finals and how the run was made."""
     lines = ["# Learning check", "",
              f"Command: `{summary['command']}`", "",
+             f"Config: `configs/small.py:<task>`"
+             + (" with " + ", ".join(f"`{k}={v}`" for k, v in summary["overrides"].items())
+                if summary.get("overrides") else "") + ".", "",
              f"Machine: {summary['machine']}; versions: {summary['versions']}; date: {summary['date']}.", "",
              "| task | seeds | env steps | greedy final (mean ± std, episodes) | random (mean ± std, episodes) "
              "| Welch t | p (one-sided) | 95% CI of difference | seeds above random | learned |",
