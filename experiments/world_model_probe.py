@@ -1,7 +1,9 @@
 """Does a run's world model encode what it sees? Posterior codes, image loss and AC-CPC accuracy on its replay.
 
-Reads the newest checkpoint of each solo run directory given and `--windows` windows from that
-checkpoint's replay (drawn by the replay's saved sampler, so the same checkpoint gives the same windows), runs the world-model loss once (no update), and prints a table and a JSON line
+Reads the newest checkpoint of each run directory given (a solo run, or one run ``seed_<s>`` of a group,
+read from the group's checkpoint) and `--windows` windows from that checkpoint's replay (drawn by the
+replay's saved sampler, so the same checkpoint gives the same windows), runs the world-model loss once
+(no update), and prints a table and a JSON line
 (`twister_jax.probe` explains each number):
 
     python experiments/world_model_probe.py runs/learning_check/runs/asterix/seed_0 [more run dirs]
@@ -27,7 +29,7 @@ from twister_jax.cli import fail as _fail  # noqa: E402
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("workdirs", nargs="+", help="solo run directories (each with config.json and checkpoints/)")
+    p.add_argument("workdirs", nargs="+", help="run directories: solo runs, or runs seed_<s> of a group")
     p.add_argument("--windows", type=int, default=16, help="replay windows to probe (frames = windows x seq_len)")
     p.add_argument("--seed", type=int, default=0, help="seed of the loss's noise (posterior samples, crops)")
     args = p.parse_args(argv)
@@ -35,7 +37,7 @@ def parse_args(argv=None):
         _fail(f"--windows={args.windows} must be at least 1")
     for w in args.workdirs:
         if not (pathlib.Path(w) / "config.json").is_file():
-            _fail(f"{w} is not a run directory (no config.json); pass solo run directories")
+            _fail(f"{w} is not a run directory (no config.json); pass run directories")
     return args
 
 

@@ -68,16 +68,20 @@ def test_fit_bad_arguments_exit_2(tmp_path, capsys):
         assert exc.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, (argv, err)
 
 
-def test_one_run_of_a_group_is_refused_with_its_group_named(tmp_path):
+def test_a_group_dir_is_refused_with_its_runs_named(tmp_path):
     import json
 
     from twister_jax.checkpoint import config_to_dict
 
     group = tmp_path / "seeds_0-1"
-    (group / "seed_1").mkdir(parents=True)
+    for seed in (1, 5):
+        (group / f"seed_{seed}").mkdir(parents=True)
+        (group / f"seed_{seed}" / "config.json").write_text(json.dumps(config_to_dict(tiny_config(seed=seed))))
     (group / "config.json").write_text(json.dumps(config_to_dict(tiny_config(num_seeds=2))))
-    (group / "seed_1" / "config.json").write_text(json.dumps(config_to_dict(tiny_config(seed=1))))
-    with pytest.raises(ValueError, match="one run of the group in .*seeds_0-1"):
-        probe.load_run(group / "seed_1")
-    with pytest.raises(ValueError, match="holds a group of 2 runs"):
+    with pytest.raises(ValueError, match="holds a group of 2 runs; probe one of them: .*seed_0, .*seed_1"):
         probe.load_run(group)
+    with pytest.raises(ValueError, match="has seed 5, not a run of the group"):
+        probe.load_run(group / "seed_5")
+    # one run of the group is read from the group's checkpoints (tests/test_seeds.py probes a real one)
+    with pytest.raises(FileNotFoundError, match="no readable checkpoint in .*seeds_0-1/checkpoints"):
+        probe.load_run(group / "seed_1")

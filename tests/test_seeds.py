@@ -131,6 +131,21 @@ def test_evaluate_group(discrete):
         evaluate.check_inputs(group, seed=5)
 
 
+def test_probe_reads_a_run_of_a_group(discrete):
+    """The world-model probe of run `seed_s` of a group reads that run's parameters and replay from the
+    group's checkpoint: it equals the solo run's probe (float rounding aside), and the two runs differ."""
+    from twister_jax import probe
+
+    root = discrete["root"]
+    found = {s: probe.probe_run(root / "group" / f"seed_{s}") for s in (0, 1)}
+    for s in (0, 1):
+        solo = probe.probe_run(root / f"solo{s}")
+        assert found[s]["step"] == solo["step"] and found[s]["mean_frame_loss"] == solo["mean_frame_loss"]
+        for k in ("image_loss", "post_entropy", "kl"):
+            np.testing.assert_allclose(found[s][k], solo[k], rtol=1e-4, err_msg=f"seed {s} {k}")
+    assert found[0]["image_loss"] != found[1]["image_loss"]
+
+
 def test_group_resume_after_sigkill_equals_uninterrupted(discrete):
     from twister_jax import loop
 

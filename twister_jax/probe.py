@@ -13,7 +13,7 @@ losses logged during training do not show this; these numbers do, on frames from
 * ``acc_con`` against ``acc_con_chance`` (= 1 / N): AC-CPC's top-1 accuracy at offset 0.
 
 `make_probe(spec)` is the computation (one deterministic world-model loss pass, host-side statistics);
-`load_run` reads a solo run's newest checkpoint and its replay. Commands: experiments/world_model_probe.py,
+`load_run` reads a run's newest checkpoint and its replay (a solo run, or one run of a group). Commands: experiments/world_model_probe.py,
 experiments/world_model_fit.py.
 """
 from __future__ import annotations
@@ -85,41 +85,57 @@ def make_probe(spec):
 
 
 def load_run(workdir):
-    """A solo run's config, newest checkpoint and replay, read-only.
+    """A run's config, newest checkpoint and replay, read-only: a solo run, or one run of a group
+    (``<group>/seed_<s>``, whose checkpoint and replay live in the group's directory).
 
     Returns:
-      ``(spec, step, world-model params, ReplayBuffer)``.
+      ``(spec, step, world-model params, ReplayBuffer)``: the run's own (solo) spec and parameters.
     Raises:
       FileNotFoundError: no run directory, no readable checkpoint, or no replay to sample.
-      ValueError: a group of runs (``num_seeds > 1``) or one run of a group (not read yet).
+      ValueError: a group's own directory (name one of its runs instead).
     """
     from twister_jax import agent as agent_lib, checkpoint, runs
     from twister_jax.evaluate import load_config
     from twister_jax.replay import ReplayBuffer
 
+    workdir = pathlib.Path(workdir)
     config = load_config(workdir)
     if runs.num_runs(config) > 1:
-        raise ValueError(f"{workdir} holds a group of {runs.num_runs(config)} runs; the probe reads solo runs")
-    parent = pathlib.Path(workdir).resolve().parent
-    if not (pathlib.Path(workdir) / "checkpoints").exists() and (parent / "config.json").exists() \
-            and runs.num_runs(load_config(parent)) > 1:
-        raise ValueError(f"{workdir} is one run of the group in {parent}, whose checkpoints hold all its runs; "
-                         f"the probe reads solo runs")
+        raise ValueError(f"{workdir} holds a group of {runs.num_runs(config)} runs; probe one of them: "
+                         + ", ".join(str(runs.run_dir(workdir, config, i)) for i in range(runs.num_runs(config))))
+    home, index, group = workdir, 0, config            # where the checkpoints live, the run's index there
+    parent = workdir.resolve().parent
+    if not (workdir / "checkpoints").exists() and (parent / "config.json").exists():
+        group = load_config(parent)
+        if runs.num_runs(group) > 1:
+            if int(config.seed) not in runs.seeds(group):
+                raise ValueError(f"{workdir} has seed {config.seed}, not a run of the group in {parent} "
+                                 f"(seeds {runs.seeds(group)})")
+            home, index = parent, runs.seeds(group).index(int(config.seed))
+        else:
+            group = config
     spec = agent_lib.AgentSpec.from_config(config)
     state = agent_lib.init_train_state(spec, jax.random.key(0))
+    if group is not config:
+        state = agent_lib.stack_runs([state] * runs.num_runs(group))
     replay = ReplayBuffer(int(config.replay_capacity), int(config.seq_len), int(config.env.num_envs),
                           tuple(config.env.image_size) + (3,), int(config.env.num_actions), seed=0)
-    restored = checkpoint.Checkpointer(workdir, config, read_only=True).restore(
-        checkpoint.abstract_like(state), None, replay, items=("train",), quarantine=False)
+    restored = checkpoint.Checkpointer(home, group, read_only=True).restore(
+        checkpoint.abstract_like(state), None, replay if group is config else {runs.run_name(config.seed): replay},
+        items=("train",), quarantine=False)
     if restored is None:
-        raise FileNotFoundError(f"no readable checkpoint in {pathlib.Path(workdir) / 'checkpoints'}")
+        raise FileNotFoundError(f"no readable checkpoint in {home / 'checkpoints'}")
     if replay.num_windows == 0:
-        raise FileNotFoundError(f"the replay of checkpoint {restored.step} in {workdir} is empty")
-    return spec, restored.step, restored.train_state.params["world_model"], replay
+        raise FileNotFoundError(f"the replay of checkpoint {restored.step} in {home} is empty")
+    params = restored.train_state.params
+    if group is not config:
+        params = agent_lib.take_run(params, index)
+    return spec, restored.step, params["world_model"], replay
 
 
 def probe_run(workdir, windows: int = 16, seed: int = 0) -> dict:
-    """`make_probe` on a solo run's newest checkpoint and `windows` windows of its replay (drawn by the
+    """`make_probe` on a run's newest checkpoint (a solo run or one run of a group) and `windows` windows
+    of its replay (drawn by the
     replay's saved sampler: the same checkpoint gives the same windows); the loss's noise from `seed`.
 
     Returns:
