@@ -22,10 +22,13 @@ gradient step costs about 0.1-0.2 s on a 2-core CPU instead of about 20 s:
 The imagination horizon stays 15. The heads are kept wider than the rest (256): a head's output logits move
 by about (learning rate) x (fan-in) per Adam step, so at width 32 the reward (zero-initialised output)
 and the policy are learned about 8x slower than at 256 (docs/learning_check.md), for little compute saved.
-A limit to know before reading returns of this config: at these sizes the world model spends more than
-the learning check's budget (2,500 gradient steps) in its first phase, drawing the mean frame from one
-posterior code for every frame, so its agent acts without seeing the screen. `experiments/world_model_probe.py`
-tells, for a run, whether that phase is over (docs/learning_check.md, "What the world model sees").
+A limit to know before reading returns of this config: at these sizes the world model stays in its first
+phase, drawing the mean frame from one posterior code for every frame, so its agent acts without seeing
+the screen. With 8 x 8 latents the posterior saturates on that code and does not get out; the original's
+32 x 32 latents with channels 16-32-64-128 (`--config.model.stoch=32 --config.model.discrete=32
+--config.model.dim_cnn=16`, about 2-3x the cost per step) get out after about 2,000-3,500 world-model
+steps. `experiments/world_model_probe.py` tells, for a run, whether that phase is over
+(docs/learning_check.md, "What the world model sees" and "The latent size decides").
 `num_train_steps` and `eval_every` are set by the caller (`experiments/learning_check.py` sets them from
 an env-step budget).
 
