@@ -247,7 +247,8 @@ def main(argv=None) -> int:
     tasks = list(dict.fromkeys(e["task"] for e in entries))
     runs = {t: learning.read_runs(out / "runs" / t) for t in tasks}
     summary = {
-        "tasks": [learning.task_summary(t, runs[t], random_baseline(out, t, args.random_episodes, args.overrides),
+        "tasks": [learning.task_summary(t, runs[t],
+                                        random_baseline(out, t, args.random_episodes, args.overrides),
                                         {r["seed"]: initial_baseline(out, t, r["seed"], args.overrides)
                                          for r in runs[t]},
                                         _probes(out, t, runs[t]))

@@ -51,7 +51,7 @@ def test_fit_overrides_set_existing_keys_and_refuse_unknown_ones(capsys):
     changed = fit.with_overrides(config, [("model.dim_cnn", 8), ("optim.world_model.lr", 3e-4)])
     assert (changed.model.dim_cnn, changed.optim.world_model.lr) == (8, 3e-4)
     assert config.model.dim_cnn != 8  # the run's config is left as it was
-    for bad in [("model.nope", 1), ("nope.dim_cnn", 1), ("model.dim_cnn.x", 1)]:
+    for bad in [("model.nope", 1), ("nope.dim_cnn", 1), ("model.dim_cnn.x", 1), ("model.dim_cnn", "abc")]:
         with pytest.raises(SystemExit) as exc:
             fit.with_overrides(config, [bad])
         assert exc.value.code == 2 and bad[0] in capsys.readouterr().err

@@ -37,6 +37,9 @@ def with_overrides(config, overrides, flag: str = "--set"):
             node = node.get(name) if hasattr(node, "get") else None
         if node is None or not hasattr(node, "keys") or leaf not in node:
             fail(f"{flag} {key}: no such config key")
-        node[leaf] = value
+        try:
+            node[leaf] = value
+        except TypeError as exc:      # ml_collections refuses a value of another type than the field's
+            fail(f"{flag} {key}={value!r}: {exc}")
     c.lock()
     return c

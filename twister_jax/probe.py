@@ -13,8 +13,8 @@ losses logged during training do not show this; these numbers do, on frames from
 * ``acc_con`` against ``acc_con_chance`` (= 1 / N): AC-CPC's top-1 accuracy at offset 0.
 
 `make_probe(spec)` is the computation (one deterministic world-model loss pass, host-side statistics);
-`load_run` reads a run's newest checkpoint and its replay (a solo run, or one run of a group). Commands: experiments/world_model_probe.py,
-experiments/world_model_fit.py.
+`load_run` reads a run's newest checkpoint and its replay (a solo run, or one run of a group). Commands:
+experiments/world_model_probe.py, experiments/world_model_fit.py.
 """
 from __future__ import annotations
 
