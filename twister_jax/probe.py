@@ -103,40 +103,38 @@ def load_run(workdir):
     if runs.num_runs(config) > 1:
         raise ValueError(f"{workdir} holds a group of {runs.num_runs(config)} runs; probe one of them: "
                          + ", ".join(str(runs.run_dir(workdir, config, i)) for i in range(runs.num_runs(config))))
-    home, index, group = workdir, 0, config            # where the checkpoints live, the run's index there
+    home, group, index = workdir, None, 0      # where the checkpoints live; the group config, run index there
     parent = workdir.resolve().parent
-    if not (workdir / "checkpoints").exists() and (parent / "config.json").exists():
-        group = load_config(parent)
-        if runs.num_runs(group) > 1:
-            if int(config.seed) not in runs.seeds(group):
-                raise ValueError(f"{workdir} has seed {config.seed}, not a run of the group in {parent} "
-                                 f"(seeds {runs.seeds(group)})")
-            home, index = parent, runs.seeds(group).index(int(config.seed))
-        else:
-            group = config
+    if not (workdir / "checkpoints").exists() and (parent / "config.json").exists() \
+            and runs.num_runs(load_config(parent)) > 1:
+        home, group = parent, load_config(parent)
+        if int(config.seed) not in runs.seeds(group):
+            raise ValueError(f"{workdir} has seed {config.seed}, not a run of the group in {parent} "
+                             f"(seeds {runs.seeds(group)})")
+        index = runs.seeds(group).index(int(config.seed))
     spec = agent_lib.AgentSpec.from_config(config)
     state = agent_lib.init_train_state(spec, jax.random.key(0))
-    if group is not config:
+    if group is not None:
         state = agent_lib.stack_runs([state] * runs.num_runs(group))
     replay = ReplayBuffer(int(config.replay_capacity), int(config.seq_len), int(config.env.num_envs),
                           tuple(config.env.image_size) + (3,), int(config.env.num_actions), seed=0)
-    restored = checkpoint.Checkpointer(home, group, read_only=True).restore(
-        checkpoint.abstract_like(state), None, replay if group is config else {runs.run_name(config.seed): replay},
+    restored = checkpoint.Checkpointer(home, group or config, read_only=True).restore(
+        checkpoint.abstract_like(state), None, replay if group is None else {runs.run_name(config.seed): replay},
         items=("train",), quarantine=False)
     if restored is None:
         raise FileNotFoundError(f"no readable checkpoint in {home / 'checkpoints'}")
     if replay.num_windows == 0:
         raise FileNotFoundError(f"the replay of checkpoint {restored.step} in {home} is empty")
     params = restored.train_state.params
-    if group is not config:
+    if group is not None:
         params = agent_lib.take_run(params, index)
     return spec, restored.step, params["world_model"], replay
 
 
 def probe_run(workdir, windows: int = 16, seed: int = 0) -> dict:
     """`make_probe` on a run's newest checkpoint (a solo run or one run of a group) and `windows` windows
-    of its replay (drawn by the
-    replay's saved sampler: the same checkpoint gives the same windows); the loss's noise from `seed`.
+    of its replay (drawn by the replay's saved sampler: the same checkpoint gives the same windows); the
+    loss's noise from `seed`.
 
     Returns:
       ``{"step": checkpoint step, **probe}``. Raises as `load_run`.
