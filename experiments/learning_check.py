@@ -18,8 +18,10 @@ seeds), and writes into --out:
   probe/<task>_seed_<s>.json     the world-model probe of each seed's final checkpoint (posterior codes,
                  image loss against the mean frame, AC-CPC accuracy): the check for "beats random blind"
 
-Runs whose done.json exists are skipped and interrupted runs resume, so re-running the same command
-continues where it stopped (and `--report_only` rebuilds the report from what is there).
+Runs whose done.json reaches the budget are skipped and interrupted runs resume, so re-running the same
+command continues where it stopped (and `--report_only` rebuilds the report from what is there). A larger
+`--env_steps` in the same `--out` extends the finished runs from their final checkpoints; until a run has
+reached the new budget the report counts it as unfinished.
 
 Usage:
   python experiments/learning_check.py --out=runs/learning_check                  # the default check
@@ -122,14 +124,16 @@ def plan(args) -> list[dict]:
                    f"--config.eval_every={eval_every}", f"--config.checkpoint_every={eval_every}",
                    f"--config.figure_every={eval_every}", *group,
                    *(f"--config.{key}={value if isinstance(value, str) else value!r}" for key, value in args.overrides)]
-            entries.append({"task": task, "name": name, "workdir": workdir, "cmd": cmd,
+            entries.append({"task": task, "name": name, "workdir": workdir, "cmd": cmd, "steps": steps,
                             "log": out / "logs" / f"{task}_{name}.log"})
     return entries
 
 
 def train_all(entries: list[dict], parallel: int) -> list[str]:
     """Runs the unfinished entries, `parallel` at a time; returns the failures' descriptions."""
-    todo = [e for e in entries if not (e["workdir"] / "done.json").exists()]
+    from twister_jax.rundir import finished
+
+    todo = [e for e in entries if not finished(e["workdir"], e["steps"])]
     running, failures = [], []
     while todo or running:
         while todo and len(running) < parallel:
@@ -245,7 +249,8 @@ def main(argv=None) -> int:
     from twister_jax.reports import learning
 
     tasks = list(dict.fromkeys(e["task"] for e in entries))
-    runs = {t: learning.read_runs(out / "runs" / t) for t in tasks}
+    budget = {e["task"]: e["steps"] for e in entries}
+    runs = {t: learning.read_runs(out / "runs" / t, budget[t]) for t in tasks}
     summary = {
         "tasks": [learning.task_summary(t, runs[t],
                                         random_baseline(out, t, args.random_episodes, args.overrides),

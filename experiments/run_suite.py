@@ -48,6 +48,7 @@ from typing import NamedTuple
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
+from twister_jax import rundir
 from twister_jax.reports import scores as scores_lib
 from twister_jax.suites import pack_workdir, seed_packs
 
@@ -75,7 +76,8 @@ class Job(NamedTuple):
     """One training process: a solo run (one seed) or a group of consecutive seeds (`config.num_seeds`).
 
     A solo run's workdir is ROOT/<task>/seed_<s>; a group's is ROOT/<task>/seeds_<first>-<last>, holding
-    seed_<s>/ for each of its runs (docs/interfaces.md §6). `finished`: the workdir's done.json exists.
+    seed_<s>/ for each of its runs (docs/interfaces.md §6). `finished`: the workdir's done.json exists (and
+    reaches the `--config.num_train_steps` of the extra arguments, when they set one: a larger budget extends).
     """
 
     task: str
@@ -93,15 +95,27 @@ def plan(suite: str, seeds: list[int], root: pathlib.Path, tasks=None, extra=(),
     """A Job for every task x seed pack, in suite order then seed."""
     suite = scores_lib.normalize_suite(suite)
     names = [scores_lib.normalize_task(suite, t) for t in tasks] if tasks else scores_lib.SUITE_TASKS[suite]
-    jobs = []
+    jobs, budget = [], budget_of(extra)
     for task in names:
         for pack in seed_packs(seeds, per_process):
             name, group = pack_workdir(pack)
             workdir = root / task / name
             argv = ("python", "-m", "twister_jax.train", f"--config={CONFIG_FILES[suite]}:{task}",
                     f"--workdir={workdir}", f"--config.seed={pack[0]}", *group, *extra)
-            jobs.append(Job(task, tuple(pack), workdir, argv, (workdir / "done.json").exists()))
+            jobs.append(Job(task, tuple(pack), workdir, argv, rundir.finished(workdir, budget)))
     return jobs
+
+
+def budget_of(extra) -> int | None:
+    """The `--config.num_train_steps=N` among the extra arguments (the last one), else None (the config's)."""
+    found = None
+    for arg in extra:
+        if arg.startswith("--config.num_train_steps="):
+            try:
+                found = int(arg.split("=", 1)[1])
+            except ValueError:
+                raise ValueError(f"{arg} is not an integer number of steps") from None
+    return found
 
 
 def visible_gpus(devices: str | None = None) -> list[str]:
@@ -169,8 +183,9 @@ def slurm_script(jobs: list[Job], root: pathlib.Path, *, partition=None, time_li
                  cpus: int = 8, mem=None, max_running=None, setup=None, extra_lines=()) -> str:
     """An sbatch job-array script: array task i runs jobs[i] (its own log, resume-safe).
 
-    Each array task starts in the repository root and skips its job when the workdir's done.json exists;
-    otherwise it runs the job's command (a re-run resumes from the last checkpoint), appending to
+    Each array task starts in the repository root and skips its job when the workdir's done.json exists
+    (unless the commands set `--config.num_train_steps`: then the training command itself tells a run
+    finished at that budget from one to extend); otherwise it runs the job's command (a re-run resumes from the last checkpoint), appending to
     ROOT/_suite_logs/<task>_<workdir name>.log. `setup`: a shell line run first (e.g. activating a
     virtual environment; `python` is whatever it puts on PATH). The batch shell becomes the training process (`exec`), so
     SLURM's `--signal=B:TERM@300` reaches it five minutes before the time limit and it saves a checkpoint;
@@ -194,8 +209,10 @@ def slurm_script(jobs: list[Job], root: pathlib.Path, *, partition=None, time_li
     body.append("LOGS=(" + " ".join(shlex.quote(str(logs / f"{j.name.replace('/', '_')}.log")) for j in jobs) + ")")
     body.append("COMMANDS=(")
     body += [f"  {shlex.quote(shlex.join(j.argv))}" for j in jobs]
-    body += [")", "i=${SLURM_ARRAY_TASK_ID}",
-             'if [ -e "${WORKDIRS[$i]}/done.json" ]; then echo "${WORKDIRS[$i]} is finished"; exit 0; fi',
+    body += [")", "i=${SLURM_ARRAY_TASK_ID}"]
+    if all(budget_of(j.argv) is None for j in jobs):
+        body.append('if [ -e "${WORKDIRS[$i]}/done.json" ]; then echo "${WORKDIRS[$i]} is finished"; exit 0; fi')
+    body += [
              'exec >> "${LOGS[$i]}" 2>&1',
              'echo "[$(date -u +%FT%TZ)] array task $i (job ${SLURM_ARRAY_JOB_ID:-?}) on $(hostname): ${COMMANDS[$i]}"',
              'eval "exec ${COMMANDS[$i]}"', ""]

@@ -77,8 +77,8 @@ def test_report_from_a_run_tree(tmp_path, capsys):
         (out / "probe" / f"{task}_seed_{seed}.json").write_text(json.dumps(   # each final world model's probe
             {"step": 200, "frames": 256, "distinct_codes": 7 if image < 20 else 1, "top_code_share": 0.5,
              "image_loss": image, "mean_frame_loss": 20.0, "acc_con": 0.1, "acc_con_chance": 1 / 256}))
-    assert _check([f"--out={out}", "--tasks=boxing,krull", "--seeds=0,1,2", "--random_episodes=30",
-                   "--report_only"]) == 0
+    argv = [f"--out={out}", "--tasks=boxing,krull", "--seeds=0,1,2", "--random_episodes=30", "--report_only"]
+    assert _check(argv + ["--env_steps=boxing=200,krull=200"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     by_task = {e["task"]: e for e in summary["tasks"]}
     for e in by_task.values():
@@ -100,6 +100,11 @@ def test_report_from_a_run_tree(tmp_path, capsys):
     assert "seed 0: 7/256 codes, image 5.0 vs 20.0" in report and "1/2 world models beat the mean frame" in report
     assert "- krull:" in report.split("World model per seed")[1] and "reached without seeing" in report
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["learning_check"][0]["task"] == "boxing"
+    # a larger budget: the runs done at step 200 are not finished for it (the check would extend them)
+    assert _check(argv + ["--env_steps=boxing=400,krull=200"]) == 0
+    by_task = {e["task"]: e for e in json.loads((out / "summary.json").read_text())["tasks"]}
+    assert by_task["boxing"]["seeds_unfinished"] == [0, 1] and by_task["boxing"]["seeds"] == []
+    assert by_task["krull"]["seeds"] == [0, 1]
 
 
 def test_initial_policy_baseline_is_the_seeds_untrained_agent():

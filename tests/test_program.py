@@ -1,11 +1,14 @@
 """End-to-end checks of the training program on ONE shared tiny run (configs/tiny.py:fake).
 
 The session fixture `runs` starts an uninterrupted run (`full`) and, once that one has compiled
-(persistent compilation cache), a run that is SIGKILLed right after its first checkpoint (`killed`); `killed` is then resumed, stopped with
-SIGTERM after its second checkpoint, and resumed again to the end. Every check below reads these
+(persistent compilation cache), a run that is SIGKILLed right after its first checkpoint (`killed`); `killed` is then resumed with a
+smaller budget (it finishes at its second checkpoint), extended to the full budget and stopped with SIGTERM
+after that checkpoint, and resumed again to the end. Every check below reads these
 runs (docs/interfaces.md §8: each extra process recompiles, so keep them few):
 
 * outputs present (docs/interfaces.md §6), `evaluate` CLI on the finished run;
+* a finished run is extended by a larger `num_train_steps` (and refused, with nothing written, when it has
+  no checkpoint);
 * the resumed run's metrics.jsonl / scores.jsonl equal the uninterrupted run's (deterministic fields);
   the resumed processes use the device copy of the replay's frames (`replay_on_device=on`, rebuilt
   from the restored replay), the uninterrupted one the host gather, so this also shows that the
@@ -122,8 +125,14 @@ def runs(tmp_path_factory, request):
     # resume, then SIGTERM once a log row after the second checkpoint is written
     # the resumed processes gather their batches from the device copy of the frames
     # (config.replay_on_device, off by default on CPU): equal rows also show that it changes nothing
-    p_term, log_term = _start(killed, "term", ON_DEVICE)
+    # resume with a smaller budget: the run finishes at its second checkpoint (done.json) ...
     second = 2 * first_ckpt
+    p_short, log_short = _start(killed, "short", ON_DEVICE, f"--config.num_train_steps={second}")
+    info["short_rc"] = p_short.wait(timeout=TIMEOUT)
+    log_short.close()
+    info["done_short"] = _safe_json(killed / "done.json")
+    # ... then the default budget extends it from there
+    p_term, log_term = _start(killed, "term", ON_DEVICE)
     target = second + config.log_every
     _wait_for(lambda: any(r["step"] >= target for r in _safe_rows(killed / "metrics.jsonl")), p_term,
               f"a log row at step {target}")
@@ -145,6 +154,13 @@ def runs(tmp_path_factory, request):
     assert info["full_rc"] == 0, info["full_log"][-3000:]
     assert info["last_rc"] == 0, info["last_log"][-3000:]
     return info
+
+
+def _safe_json(path):
+    try:
+        return json.loads(pathlib.Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
 
 
 def _safe_rows(path):
@@ -180,16 +196,56 @@ def test_outputs_present(runs):
 
 
 def test_resume_after_sigkill_equals_uninterrupted(runs):
-    full, killed = runs["full"], runs["killed"]
+    """`killed` was SIGKILLed, resumed to a smaller budget (finished), extended to the full budget
+    (stopped by SIGTERM) and resumed to the end: it writes what the uninterrupted run wrote."""
+    full, killed, config = runs["full"], runs["killed"], runs["config"]
     # the kill happened after some rows beyond the first checkpoint could have been written
     assert runs["rows_at_kill"], "no metrics row before the kill"
     a, b = _det(_rows(full / "metrics.jsonl")), _det(_rows(killed / "metrics.jsonl"))
     assert len(a) == len(b)
     for ra, rb in zip(a, b):
         assert ra == rb, (ra, rb)
-    assert _det(_rows(full / "scores.jsonl")) == _det(_rows(killed / "scores.jsonl"))
-    assert json.loads((killed / "done.json").read_text())["step"] == runs["config"].num_train_steps
+    # the smaller budget's final evaluation is the one extra scores row
+    short = 2 * config.checkpoint_every
+    assert short % config.eval_every != 0
+    killed_scores = _det(_rows(killed / "scores.jsonl"))
+    assert [s["step"] for s in killed_scores if s["step"] == short] == [short]
+    assert _det(_rows(full / "scores.jsonl")) == [s for s in killed_scores if s["step"] != short]
+    assert json.loads((killed / "done.json").read_text())["step"] == config.num_train_steps
     assert "resumed from checkpoint step" in runs["last_log"]
+
+
+def test_a_finished_run_is_extended_by_a_larger_budget(runs):
+    config, killed = runs["config"], runs["killed"]
+    short = 2 * config.checkpoint_every
+    assert runs["short_rc"] == 0 and runs["done_short"]["step"] == short
+    assert f"extending the finished run in {killed} from step {short}" in runs["term_log"]
+    assert not runs["done_after_term"]  # the extension removed the old done.json
+    resumes = json.loads((killed / "config.json").read_text())["resumes"]
+    assert {"step": short, "changed": {"num_train_steps": [short, config.num_train_steps]}} in resumes
+
+
+def test_a_finished_run_without_checkpoints_is_not_extended(runs, tmp_path):
+    """The same budget: nothing to do; a larger one without a checkpoint, or an unreadable done.json:
+    one line, exit status 2, nothing written."""
+    full, config = runs["full"], runs["config"]
+    same = subprocess.run(_train_cmd(full), cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert same.returncode == 0 and f"is finished at step {config.num_train_steps}" in same.stderr, same.stderr
+    work = tmp_path / "no_ckpt"
+    shutil.copytree(full, work, ignore=shutil.ignore_patterns("checkpoints", "replay"))
+    before = {p: p.read_bytes() for p in work.rglob("*") if p.is_file()}
+    bigger = f"--config.num_train_steps={config.num_train_steps + 100}"
+    r = subprocess.run(_train_cmd(work, bigger), cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                       timeout=TIMEOUT)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert "cannot extend" in r.stderr and "no checkpoint" in r.stderr, r.stderr
+    (work / "done.json").write_text("{not json")
+    before[work / "done.json"] = b"{not json"
+    r = subprocess.run(_train_cmd(work, bigger), cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                       timeout=TIMEOUT)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "done.json is unreadable" in r.stderr, r.stderr
+    assert {p: p.read_bytes() for p in work.rglob("*") if p.is_file()} == before
 
 
 def test_sigterm_saves_checkpoint_and_exits_cleanly(runs):

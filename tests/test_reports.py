@@ -267,6 +267,12 @@ def test_run_suite_packs_seeds(tmp_path, capsys):
         "--config.seed=3 --config.num_seeds=3",
         f"python -m twister_jax.train --config=configs/atari.py:krull --workdir={r}/krull/seed_6 --config.seed=6"]
     assert "skip boxing/seeds_0-2" in captured.err and "6 processes (14 runs): 5 to start" in captured.err
+    # a budget above the finished group's step: it is extended (started again), not skipped
+    (root / "boxing" / "seeds_0-2" / "done.json").write_text(json.dumps({"step": 100}))
+    for steps, started in ((100, 5), (101, 6)):
+        assert suite.main(["--suite=atari100k", "--seeds=0-6", f"--root={root}", "--seeds_per_process=3",
+                           "--tasks=boxing,krull", "--dry_run", f"--extra=--config.num_train_steps={steps}"]) == 0
+        assert f"{started} to start or resume" in capsys.readouterr().err
 
 
 def test_run_suite_slurm_script(tmp_path, capsys):
@@ -305,6 +311,11 @@ def test_run_suite_slurm_script(tmp_path, capsys):
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_ARRAY_TASK_ID": "1", "ARGS_OUT": str(tmp_path / "args1")}
     out = subprocess.run(["bash", str(script)], env=env, check=True, capture_output=True, text=True).stdout
     assert "is finished" in out and not (tmp_path / "args1").exists()
+    # with a budget in the commands the training command decides (a finished run may be extended)
+    assert suite.main(["--suite=dmc", "--seeds=0-3", f"--root={root}", "--seeds_per_process=2",
+                       "--tasks=walker_walk", "--launcher=slurm", f"--slurm_script={script}",
+                       "--extra=--config.num_train_steps=50"]) == 0
+    assert "done.json" not in script.read_text() and "--config.num_train_steps=50" in script.read_text()
 
 
 def test_report_reads_packed_groups(tmp_path):

@@ -12,7 +12,8 @@
 * the evaluate CLI's library form on the group reproduces each run's last scores row;
 * resume: the group started with the CLI, SIGKILLed right after its first checkpoint and resumed
   writes, for every run, the same rows as the uninterrupted group (exactly), also when the resumed
-  part gathers its batches from the device copy of the frames (`replay_on_device=on`);
+  part gathers its batches from the device copy of the frames (`replay_on_device=on`), and when it was
+  first resumed to a budget ending at that checkpoint (finished) and then extended to the full one;
 * devices: the group's train and policy steps on 8 emulated CPU devices (mesh runs=2 x data=4) equal,
   run by run, the solo steps of seeds 0 and 1 on one device and the group on one device (tolerance
   as tests/test_sharding_train.py), in fresh-compile subprocesses.
@@ -46,7 +47,7 @@ def _overrides(variant):
 
 
 def _config(variant, **extra):
-    return tiny_config(variant, **_overrides(variant), **extra)
+    return tiny_config(variant, **{**_overrides(variant), **extra})
 
 
 def _run_set(variant, root):
@@ -155,7 +156,12 @@ def test_group_resume_after_sigkill_equals_uninterrupted(discrete):
     _kill_after_checkpoint(killed, lambda w, name: _start(w, name, *flags, fast_compile=True), first,
                            rows_file="seed_0/metrics.jsonl")
     assert not (killed / "done.json").exists()
-    # resumed with the device copy of the frames (rebuilt from both restored replays): the same rows
+    # resumed with the device copy of the frames (rebuilt from both restored replays) and a budget that
+    # ends at the checkpoint (the group finishes there), then extended to the full budget: the same rows
+    loop.run(_config("fake", num_seeds=2, replay_on_device="on", num_train_steps=first), killed,
+             agent=discrete["agent"], progress=False)
+    assert [json.loads((d / "done.json").read_text())["step"] for d in (killed, killed / "seed_0", killed / "seed_1")] \
+        == [first] * 3
     loop.run(_config("fake", num_seeds=2, replay_on_device="on"), killed, agent=discrete["agent"], progress=False)
     for seed in (0, 1):
         for name in ("metrics.jsonl", "scores.jsonl"):

@@ -77,6 +77,10 @@ class ReplayUnavailableError(ValueError):
     """A readable checkpoint whose replay files are missing or damaged."""
 
 
+class NoCheckpointError(ValueError):
+    """A run that must continue from a checkpoint (a finished run being extended) has no readable one."""
+
+
 def config_to_dict(config) -> dict:
     """The config as plain JSON data (tuples become lists), as written to `config.json`."""
     raw = config.to_dict() if hasattr(config, "to_dict") else dict(config)
@@ -145,6 +149,11 @@ def _committed_step_dirs(directory: pathlib.Path) -> list[pathlib.Path]:
     if not directory.is_dir():
         return []
     return sorted((p for p in directory.iterdir() if p.name.isdigit() and p.is_dir()), key=lambda p: int(p.name))
+
+
+def committed_steps(directory) -> list[int]:
+    """The steps of the committed checkpoints in `directory` (a run's `checkpoints/`), oldest first."""
+    return [int(p.name) for p in _committed_step_dirs(pathlib.Path(directory))]
 
 
 def check_workdir_compatible(workdir, config) -> None:

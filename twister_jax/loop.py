@@ -15,7 +15,8 @@ Schedule (docs/original.md §2.4, §2.5, §7.1-§7.4), `step` = completed gradie
      in the env workers during it, docs/architecture.md §7); a log row every `log_every`;
      then, at epoch ends (§7.4 order): evaluation every `eval_every` and at the last step, a
      checkpoint every `checkpoint_every` and at the last step, figures every `figure_every`;
-  4. end: `done.json`, written last, atomically.
+  4. end: `done.json`, written last, atomically. A finished run given a larger `num_train_steps` is
+     extended from its newest checkpoint (`run`).
 
 Keys (docs/interfaces.md §4): one base key `jax.random.key(seed)`, one `fold_in` per purpose (init,
 train, act, eval, figures). Everything the next step depends on is in the checkpoint, so a run
@@ -25,7 +26,6 @@ normally (exit status 0, no done.json); an interrupted evaluation is redone on r
 """
 from __future__ import annotations
 
-import json
 import logging
 import pathlib
 import signal
@@ -48,7 +48,7 @@ class Trainer:
     the schedule (see the module docstring; groups: `twister_jax.runs`, docs/architecture.md §9)."""
 
     def __init__(self, config, workdir, *, agent=None, progress: Optional[bool] = None,
-                 allow_empty_replay: bool = False):
+                 allow_empty_replay: bool = False, require_checkpoint: bool = False):
         import jax
         from twister_jax import checkpoint, preflight, runtime
         from twister_jax.outputs import MetricLog
@@ -74,7 +74,11 @@ class Trainer:
         self.train_state = agent.init_state(self._stack_keys([jax.random.fold_in(r.base_key, INIT) for r in self.runs]))
         self.act_state = agent.init_act_state(int(config.env.num_envs)) if self.group else None
         self.step, self.stop_requested, self.progress = 0, False, None
-        self._restore(allow_empty_replay)
+        try:
+            self._restore(allow_empty_replay, require_checkpoint)
+        except Exception:
+            self.close()
+            raise
         from twister_jax.outputs import Outputs
         if self.is_chief:
             if self.group:
@@ -131,11 +135,14 @@ class Trainer:
         if self.group:
             self.act_state = self.agent.init_act_state(int(self.config.env.num_envs))
 
-    def _restore(self, allow_empty_replay: bool) -> None:
+    def _restore(self, allow_empty_replay: bool, require_checkpoint: bool = False) -> None:
         from twister_jax import checkpoint
         r = self.ckpt.restore(checkpoint.abstract_like(self.train_state),
                               checkpoint.abstract_like(self._acting_state()), self._replays(),
                               allow_empty_replay=allow_empty_replay)
+        if r is None and require_checkpoint:
+            raise checkpoint.NoCheckpointError(f"no readable checkpoint in {self.ckpt.directory} to continue "
+                                               f"the finished run in {self.workdir} from")
         if r is None:
             import shutil
             if self.ckpt.replay_dir.exists():  # chunks of a run killed before its first checkpoint
@@ -383,12 +390,23 @@ class Trainer:
 def run(config, workdir, *, agent=None, progress: Optional[bool] = None, allow_empty_replay: bool = False) -> dict:
     """Trains (or resumes) the run in `workdir`; returns the done.json content (or {'stopped': True}).
 
-    A workdir whose done.json exists is finished: nothing runs, its done.json is returned.
+    A workdir whose done.json reaches `config.num_train_steps` is finished: nothing runs, its
+    done.json is returned. One that finished at an earlier step is extended: it resumes from its
+    newest checkpoint (which must exist: `checkpoint.NoCheckpointError` otherwise, nothing written),
+    its done.json files (a group's and its runs') are removed, and it trains on to the new budget,
+    the change recorded in config.json's `resumes` like any resume.
     `allow_empty_replay`: resume a checkpoint whose replay files are missing or damaged with an
     empty replay (the train state is kept; new episodes pre-fill it again) instead of stopping.
     """
-    done = pathlib.Path(workdir) / "done.json"
-    if done.exists():
-        print(f"{workdir} is finished (done.json exists); nothing to do", file=sys.stderr)
-        return json.loads(done.read_text())
-    return Trainer(config, workdir, agent=agent, progress=progress, allow_empty_replay=allow_empty_replay).run()
+    done = rundir.read_done(workdir)
+    if done is not None and done["step"] >= int(config.num_train_steps):
+        print(f"{workdir} is finished at step {done['step']} (done.json); nothing to do", file=sys.stderr)
+        return done
+    trainer = Trainer(config, workdir, agent=agent, progress=progress, allow_empty_replay=allow_empty_replay,
+                      require_checkpoint=done is not None)
+    if done is not None:
+        print(f"extending the finished run in {workdir} from step {trainer.step} to "
+              f"num_train_steps={config.num_train_steps}", file=sys.stderr, flush=True)
+        if trainer.is_chief:
+            rundir.remove_done([trainer.workdir] + [r.workdir for r in trainer.runs if r.workdir != trainer.workdir])
+    return trainer.run()

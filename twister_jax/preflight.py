@@ -82,12 +82,15 @@ def check_run(config, workdir, *, devices: bool = True) -> None:
       PreflightError (a ValueError): the workdir (or a parent) is a file, or is not writable.
       checkpoint.IncompatibleCheckpointError (a ValueError): the workdir holds a different run, or
         its config.json is unreadable.
+      PreflightError: a finished run (done.json) given a larger `num_train_steps` has no checkpoint
+        to continue from, or its done.json is unreadable.
       ValueError: the batch does not divide over the devices (`sharding.check_batch_size`), or
         `replay_on_device="on"` with several devices (`frame_store.wanted`).
     """
     check_writable_dir(workdir)
     from twister_jax import checkpoint  # pylint: disable=import-outside-toplevel
     checkpoint.check_workdir_compatible(workdir, config)
+    check_extension(config, workdir)
     if devices:
         from twister_jax import sharding  # pylint: disable=import-outside-toplevel
         import jax  # pylint: disable=import-outside-toplevel
@@ -97,3 +100,24 @@ def check_run(config, workdir, *, devices: bool = True) -> None:
         sharding.check_batch_size(int(config.batch_size), sharding.mesh_for(config))
         from twister_jax import frame_store  # pylint: disable=import-outside-toplevel
         frame_store.wanted(config)  # replay_on_device="on" needs one device
+
+
+def check_extension(config, workdir) -> None:
+    """A finished run given a larger `num_train_steps` is extended from its newest checkpoint
+    (`loop.run`); that needs a checkpoint, else the run would silently start again from step 0.
+
+    Raises:
+      PreflightError: done.json unreadable, or a run to extend with no committed checkpoint.
+    """
+    from twister_jax import checkpoint, rundir  # pylint: disable=import-outside-toplevel
+    try:
+        done = rundir.read_done(workdir)
+    except ValueError as exc:
+        raise PreflightError(str(exc)) from None
+    if done is None or done["step"] >= int(config.num_train_steps):
+        return
+    ckpts = pathlib.Path(workdir) / "checkpoints"
+    if not checkpoint.committed_steps(ckpts):
+        raise PreflightError(f"cannot extend the finished run in {workdir} (done at step {done['step']}) to "
+                             f"num_train_steps={config.num_train_steps}: {ckpts} holds no checkpoint to "
+                             f"continue from")

@@ -4,7 +4,8 @@
 change between a checkpoint and its resume, e.g. `compute_dtype`, see `checkpoint.RESUMABLE_KEYS`)
 that did change, one entry per such resume: `{"step": <step resumed from>, "changed": {key: [before,
 after]}}`. So the file always tells under which settings every step ran. `done.json` is written last,
-atomically, when a run finishes.
+atomically, when a run finishes. A run counts as finished for a budget of `num_train_steps` when its
+done.json's `step` reaches it (`finished`); a finished run given a larger budget is extended.
 """
 from __future__ import annotations
 
@@ -40,3 +41,42 @@ def write_config(workdir, config, step: int) -> dict:
 
 def write_done(workdir, result: dict) -> None:
     atomic_write_json(pathlib.Path(workdir) / "done.json", result)
+
+
+def read_done(workdir) -> dict | None:
+    """`<workdir>/done.json` as a dict, or None when the run has not finished.
+
+    Raises:
+      ValueError: the file exists but is not a JSON object with an integer `step` (one line).
+    """
+    path = pathlib.Path(workdir) / "done.json"
+    if not path.exists():
+        return None
+    try:
+        done = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path} is unreadable ({why}); restore or remove it") from None
+    if not isinstance(done, dict) or not isinstance(done.get("step"), int):
+        raise ValueError(f"{path} has no integer 'step'; restore or remove it")
+    return done
+
+
+def finished(workdir, num_train_steps: int | None = None) -> bool:
+    """Whether the run in `workdir` is done: its done.json exists and (when `num_train_steps` is given)
+    its `step` reaches that budget. Against a budget, an unreadable done.json counts as not finished
+    (the training command then stops with one line naming it)."""
+    if not (pathlib.Path(workdir) / "done.json").exists():
+        return False
+    if num_train_steps is None:
+        return True
+    try:
+        return read_done(workdir)["step"] >= int(num_train_steps)
+    except ValueError:
+        return False
+
+
+def remove_done(workdirs) -> None:
+    """Deletes the done.json of each of `workdirs` (a finished run being extended is unfinished again)."""
+    for workdir in workdirs:
+        (pathlib.Path(workdir) / "done.json").unlink(missing_ok=True)

@@ -5,6 +5,8 @@ Flags:
                 (`configs/atari.py:<game>`, `configs/dmc.py:<task>`, `configs/tiny.py:<variant>`).
   --config.KEY=VALUE   override any key of the config, e.g. `--config.seed=3 --config.batch_size=32`.
   --workdir     the run directory; re-running the same command on it resumes from its newest checkpoint.
+                A finished run (done.json) given a larger --config.num_train_steps is extended from
+                its final checkpoint.
   --multihost   call `jax.distributed.initialize()` first (multi-host TPU/GPU); every host runs its own
                 environments and replay and feeds its share of the global batch.
   --config.num_seeds=N  train the seeds seed .. seed+N-1 in this one process (a group, one vmapped
@@ -16,7 +18,8 @@ Flags:
 Bad input stops the program before anything is written, with exit status 2 and one `error:` line
 naming the bad value and what is allowed: a missing or non-Python config file, an unknown flag,
 config key, game or task, a workdir that is a file or is not writable, a config that contradicts the
-run already in `--workdir`, a batch that does not divide over the devices (`twister_jax.preflight`).
+run already in `--workdir`, a batch that does not divide over the devices, a finished run to extend
+that has no checkpoint or an unreadable done.json (`twister_jax.preflight`).
 Library log noise is kept off stderr (`twister_jax.quiet`; any `--verbosity` shows it all). The
 outputs are described in README.md ("Outputs") and docs/interfaces.md §6.
 """
@@ -179,7 +182,8 @@ def main(argv):
     from twister_jax import checkpoint, loop
     try:
         result = loop.run(config, FLAGS.workdir, allow_empty_replay=FLAGS.allow_empty_replay)
-    except (checkpoint.ReplayUnavailableError, checkpoint.IncompatibleCheckpointError) as exc:
+    except (checkpoint.ReplayUnavailableError, checkpoint.IncompatibleCheckpointError,
+            checkpoint.NoCheckpointError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)  # found while restoring; nothing was lost
         sys.exit(2)
     print(json.dumps(result, default=str), flush=True)

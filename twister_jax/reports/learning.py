@@ -24,18 +24,19 @@ the same evaluation protocol. For each task:
 """
 from __future__ import annotations
 
-import json
 import pathlib
 
 import numpy as np
 
+from twister_jax import rundir
 from twister_jax.reports import runs as runs_lib
 ALPHA = 0.05
 
 
-def read_runs(task_dir) -> list[dict]:
+def read_runs(task_dir, num_train_steps: int | None = None) -> list[dict]:
     """Every `seed_<s>` run directory of a task folder (also inside group folders `seeds_<a>-<b>/`,
-    `runs.seed_dirs`) that has a config.json, sorted by seed.
+    `runs.seed_dirs`) that has a config.json, sorted by seed. A run is `finished` when its done.json
+    exists and, given `num_train_steps` (the check's budget), its step reaches it (`rundir.finished`).
 
     Returns:
       [{seed, dir, finished, scores: [scores.jsonl rows by step], wall_time}] (wall_time from done.json
@@ -45,11 +46,13 @@ def read_runs(task_dir) -> list[dict]:
     for seed, d in runs_lib.seed_dirs(pathlib.Path(task_dir))[0]:
         if not (d / "config.json").exists():
             continue
-        done_path = d / "done.json"
         rows = runs_lib.read_scores(d / "scores.jsonl") if (d / "scores.jsonl").exists() else []
-        done = json.loads(done_path.read_text()) if done_path.exists() else None
-        out.append({"seed": seed, "dir": str(d), "finished": done is not None, "scores": rows,
-                    "wall_time": None if done is None else float(done.get("wall_time", 0.0))})
+        done = rundir.finished(d, num_train_steps)
+        try:
+            wall = float((rundir.read_done(d) or {}).get("wall_time", 0.0)) if done else None
+        except ValueError:   # an unreadable done.json (no budget given): finished, time unknown
+            wall = 0.0
+        out.append({"seed": seed, "dir": str(d), "finished": done, "scores": rows, "wall_time": wall})
     return out
 
 
