@@ -74,9 +74,11 @@ def test_report_from_a_run_tree(tmp_path, capsys):
             {"returns": [level] * 10, "lengths": [100] * 10}))
     (out / "probe").mkdir()
     for task, seed, image in (("boxing", 0, 5.0), ("boxing", 1, 30.0), ("krull", 0, 40.0), ("krull", 1, 40.0)):
+        signal = {"reward_corr": 0.25, "reward_pred_at_reward": 1.0, "reward_pred_elsewhere": 0.06, "value_std": 1.42,
+                  "policy_entropy": 0.9, "policy_entropy_imagined": 0.8} if (task, seed) == ("boxing", 0) else {}
         (out / "probe" / f"{task}_seed_{seed}.json").write_text(json.dumps(   # each final world model's probe
             {"step": 200, "frames": 256, "distinct_codes": 7 if image < 20 else 1, "top_code_share": 0.5,
-             "image_loss": image, "mean_frame_loss": 20.0, "acc_con": 0.1, "acc_con_chance": 1 / 256}))
+             "image_loss": image, "mean_frame_loss": 20.0, "acc_con": 0.1, "acc_con_chance": 1 / 256, **signal}))
     argv = [f"--out={out}", "--tasks=boxing,krull", "--seeds=0,1,2", "--random_episodes=30", "--report_only"]
     assert _check(argv + ["--env_steps=boxing=200,krull=200"]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -98,6 +100,10 @@ def test_report_from_a_run_tree(tmp_path, capsys):
     assert by_task["boxing"]["probe_per_seed"]["0"]["distinct_codes"] == 7
     assert (by_task["boxing"]["seeds_seeing"], by_task["krull"]["seeds_seeing"]) == (1, 0)
     assert "seed 0: 7/256 codes, image 5.0 vs 20.0" in report and "1/2 world models beat the mean frame" in report
+    # the agent's learning signal where the probe has it (probes cached before it have none)
+    assert "acc_con 0.100 vs 0.004, reward corr 0.25, critic std 1.42; seed 1:" in report
+    assert by_task["boxing"]["probe_per_seed"]["0"]["value_std"] == 1.42
+    assert report.count("reward corr") == 1 and "value_std" not in by_task["krull"]["probe_per_seed"]["0"]
     assert "- krull:" in report.split("World model per seed")[1] and "reached without seeing" in report
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["learning_check"][0]["task"] == "boxing"
     # a larger budget: the runs done at step 200 are not finished for it (the check would extend them)

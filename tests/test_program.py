@@ -284,6 +284,10 @@ def test_world_model_probe_cli(runs, tmp_path):
         assert row["step"] == max(_steps(full)) and row["frames"] == frames
         assert 1 <= row["distinct_codes"] <= frames and 0 < row["top_code_share"] <= 1
         assert row["acc_con_chance"] == 1 / frames and row["mean_frame_loss"] > 0 and row["image_loss"] > 0
+        # the agent's learning signal on the same frames (discrete actions: the greedy action shares too)
+        assert row["reward_corr"] is None or -1 <= row["reward_corr"] <= 1
+        assert row["value_std"] >= 0 and 0 < row["policy_entropy"] <= np.log(3) + 1e-6
+        assert 0 < row["top_action_share"] <= 1 and 0 < row["top_action_share_imagined"] <= 1
     # the killed-and-resumed run ends with the uninterrupted run's world model and replay: the same numbers
     assert [{k: v for k, v in row.items() if k != "workdir"} for row in rows] == \
         [{k: v for k, v in rows[0].items() if k != "workdir"}] * 2

@@ -12,6 +12,20 @@ losses logged during training do not show this; these numbers do, on frames from
   only knows the average scene cannot beat the second.
 * ``acc_con`` against ``acc_con_chance`` (= 1 / N): AC-CPC's top-1 accuracy at offset 0.
 
+A world model that sees can still leave its agent without a learning signal: the actor learns from
+imagined rewards and the critic's values. With the actor and critic (`make_probe(spec, agent=True)`):
+
+* ``reward_corr``: correlation of the reward head's prediction (two-hot mean) with the real reward of
+  the same frames, beside ``reward_real_mean`` / ``reward_pred_mean`` and, where rewards are sparse,
+  ``reward_pred_at_reward`` / ``reward_pred_elsewhere`` (mean prediction at the frames with a nonzero
+  real reward and at the others). A head near the base rate everywhere gives the actor nothing.
+* ``value_mean`` / ``value_std``: the critic over the posterior states. A flat critic (small std)
+  means the advantages the actor follows are noise.
+* ``policy_entropy`` / ``policy_entropy_imagined``: the policy's entropy on the posterior states it
+  acts on and on imagined states (H-step roll-outs from them, as in training); for discrete actions
+  also ``top_action_share`` / ``top_action_share_imagined``, the greedy action's most common value's
+  share. Unlike numbers say that the policy meets other states in imagination than when acting.
+
 `make_probe(spec)` is the computation (one deterministic world-model loss pass, host-side statistics);
 `load_run` reads a run's newest checkpoint and its replay (a solo run, or one run of a group). Commands:
 experiments/world_model_probe.py, experiments/world_model_fit.py.
@@ -51,27 +65,76 @@ def mean_frame_loss(images: np.ndarray) -> float:
     return float(((x - x.mean(0)) ** 2).reshape(x.shape[0], -1).sum(-1).mean())
 
 
-def make_probe(spec):
-    """The probe of `spec`'s world model as one function, its loss pass compiled once.
+def reward_stats(pred: np.ndarray, real: np.ndarray) -> dict:
+    """How well predicted rewards ``(N,)`` follow the real ones ``(N,)`` (see the module docstring).
+
+    ``reward_corr`` is None when either is constant; ``reward_pred_at_reward`` / ``_elsewhere`` are
+    given when 0 < (share of nonzero real rewards) < 0.5, else None.
+    """
+    pred, real = np.asarray(pred, np.float64).ravel(), np.asarray(real, np.float64).ravel()
+    corr = float(np.corrcoef(pred, real)[0, 1]) if np.ptp(pred) > 0 and np.ptp(real) > 0 else None
+    hit = real != 0
+    sparse = 0 < hit.mean() < 0.5
+    return {"reward_corr": corr, "reward_real_mean": float(real.mean()), "reward_pred_mean": float(pred.mean()),
+            "reward_pred_at_reward": float(pred[hit].mean()) if sparse else None,
+            "reward_pred_elsewhere": float(pred[~hit].mean()) if sparse else None}
+
+
+def _top_share(raw: np.ndarray) -> float:
+    """Share of the most common greedy (argmax) action among rows of ``raw (..., A)``."""
+    counts = np.bincount(np.asarray(raw).reshape(-1, raw.shape[-1]).argmax(-1), minlength=raw.shape[-1])
+    return float(counts.max() / counts.sum())
+
+
+def _signal_pass(spec, params: dict, aux: dict, key: jax.Array) -> dict:
+    """Device half of the agent probe: reward head, critic and policy on the posterior states of a
+    world-model pass (``aux`` of `world_model_loss`) and on imagined roll-outs from them."""
+    from twister_jax import updates
+    from twister_jax.distributions import twohot_mean
+    from twister_jax.losses import actor_critic as ac_lib
+
+    wm, actor, critic = spec.world_model(params["world_model"]), spec.actor(params["actor"]), spec.critic(params["critic"])
+    start = aux["start"]
+    n = start.stoch.shape[0]
+    feat = jnp.concatenate([start.stoch.reshape(n, -1), start.deter], axis=-1)
+    _, traj, _ = updates.imagine_and_targets(wm, actor, critic, spec.dist, start, aux["start_cont"],
+                                             ac_lib.init_return_norm(), key, spec.config)
+    bins_range = spec.config.model.bins_range
+    return {"reward_pred": twohot_mean(wm.reward_logits(feat), bins_range)[..., 0],
+            "value": twohot_mean(critic(feat), bins_range)[..., 0],
+            "raw": actor(feat), "raw_imagined": actor(traj["feat"][:, 1:])}
+
+
+def make_probe(spec, agent: bool = False):
+    """The probe of `spec`'s world model (and, with `agent`, of the agent's learning signal) as one
+    function, its passes compiled once.
 
     Returns:
-      ``probe(wm_params, batch, key) -> dict``: frames, distinct_codes, top_code_share, post_entropy, kl,
-      image_loss, mean_frame_loss, acc_con, acc_con_chance (plain floats / ints). ``batch`` is a
-      docs/interfaces.md §3 batch (image uint8 ``(B, T, 64, 64, 3)``); ``key`` draws the loss's noise
-      (posterior samples, crops).
+      ``probe(params, batch, key) -> dict``: frames, distinct_codes, top_code_share, post_entropy, kl,
+      image_loss, mean_frame_loss, acc_con, acc_con_chance (plain floats / ints); with `agent` also the
+      reward, value and policy numbers of the module docstring. ``params`` is the world model's
+      parameters, or with `agent` a `TrainState.params` dict. ``batch`` is a docs/interfaces.md §3 batch
+      (image uint8 ``(B, T, 64, 64, 3)``); ``key`` draws the loss's noise (posterior samples, crops)
+      and the imagination's.
     """
     from twister_jax.losses import world_model as wm_loss
 
     c, m = spec.config, spec.config.model
-    loss = jax.jit(lambda p, bt, nz: wm_loss.world_model_loss(spec.world_model(p), bt, nz, spec.loss_cfg,
-                                                              deterministic=True, return_outputs=True)[1])
 
-    def probe(wm_params, batch: dict, key: jax.Array) -> dict:
+    def passes(p, bt, nz, k):
+        wm_params = p["world_model"] if agent else p
+        _, aux = wm_loss.world_model_loss(spec.world_model(wm_params), bt, nz, spec.loss_cfg, deterministic=True,
+                                          return_outputs=True)
+        return aux, (_signal_pass(spec, p, aux, k) if agent else None)
+
+    passes = jax.jit(passes)
+
+    def probe(params, batch: dict, key: jax.Array) -> dict:
         batch = {k: jnp.asarray(v) for k, v in batch.items()}
         b, t = batch["image"].shape[:2]
         noise = wm_loss.draw_noise(key, b, t, m.stoch, m.discrete, crop_scale=tuple(c.augment.crop_scale),
                                    crop_ratio=tuple(c.augment.crop_ratio), image_size=tuple(c.env.image_size))
-        aux = loss(wm_params, batch, noise)
+        aux, signal = passes(params, batch, noise, jax.random.fold_in(key, 1))
         n = b * t
         out = {"frames": n}
         out.update(code_stats(np.asarray(aux["outputs"]["post_logits"]).reshape(n, m.stoch, m.discrete)))
@@ -79,6 +142,15 @@ def make_probe(spec):
                    image_loss=float(aux["losses"]["model_image"]),
                    mean_frame_loss=mean_frame_loss(np.asarray(batch["image"]).reshape((n,) + batch["image"].shape[2:])),
                    acc_con=float(aux["metrics"]["acc_con"]), acc_con_chance=1.0 / n)
+        if signal is not None:
+            signal = jax.tree.map(np.asarray, signal)
+            out.update(reward_stats(signal["reward_pred"], np.asarray(batch["reward"]).reshape(-1)))
+            out.update(value_mean=float(signal["value"].mean()), value_std=float(signal["value"].std()),
+                       policy_entropy=float(np.mean(spec.dist.entropy(signal["raw"]))),
+                       policy_entropy_imagined=float(np.mean(spec.dist.entropy(signal["raw_imagined"]))))
+            if spec.dist.discrete:
+                out.update(top_action_share=_top_share(signal["raw"]),
+                           top_action_share_imagined=_top_share(signal["raw_imagined"]))
         return out
 
     return probe
@@ -89,7 +161,8 @@ def load_run(workdir):
     (``<group>/seed_<s>``, whose checkpoint and replay live in the group's directory).
 
     Returns:
-      ``(spec, step, world-model params, ReplayBuffer)``: the run's own (solo) spec and parameters.
+      ``(spec, step, params, ReplayBuffer)``: the run's own (solo) spec and its `TrainState.params`
+      (``world_model``, ``actor``, ``critic``, ``slow_critic``).
     Raises:
       FileNotFoundError: no run directory, no readable checkpoint, or no replay to sample.
       ValueError: a group's own directory (name one of its runs instead).
@@ -128,16 +201,16 @@ def load_run(workdir):
     params = restored.train_state.params
     if group is not None:
         params = agent_lib.take_run(params, index)
-    return spec, restored.step, params["world_model"], replay
+    return spec, restored.step, params, replay
 
 
 def probe_run(workdir, windows: int = 16, seed: int = 0) -> dict:
-    """`make_probe` on a run's newest checkpoint (a solo run or one run of a group) and `windows` windows
-    of its replay (drawn by the replay's saved sampler: the same checkpoint gives the same windows); the
-    loss's noise from `seed`.
+    """`make_probe(spec, agent=True)` on a run's newest checkpoint (a solo run or one run of a group) and
+    `windows` windows of its replay (drawn by the replay's saved sampler: the same checkpoint gives the
+    same windows); the noise from `seed`.
 
     Returns:
       ``{"step": checkpoint step, **probe}``. Raises as `load_run`.
     """
     spec, step, params, replay = load_run(workdir)
-    return {"step": int(step), **make_probe(spec)(params, replay.sample(windows), jax.random.key(seed))}
+    return {"step": int(step), **make_probe(spec, agent=True)(params, replay.sample(windows), jax.random.key(seed))}

@@ -80,6 +80,17 @@ def bootstrap_diff(a, b, *, reps: int = 10_000, seed: int = 0) -> tuple[float, f
 
 
 PROBE_FIELDS = ("step", "frames", "distinct_codes", "image_loss", "mean_frame_loss", "acc_con", "acc_con_chance")
+# the agent's learning signal (`twister_jax.probe`, agent=True); absent from probes cached before it
+SIGNAL_FIELDS = ("reward_corr", "reward_pred_at_reward", "reward_pred_elsewhere", "value_std", "policy_entropy",
+                 "policy_entropy_imagined")
+
+
+def _signal_text(probe: dict) -> str:
+    """", reward corr 0.25, critic std 1.42" for a probe with the agent's signal, else ""."""
+    if "value_std" not in probe:
+        return ""
+    corr = probe.get("reward_corr")
+    return f", reward corr {'n/a' if corr is None else format(corr, '.2f')}, critic std {probe['value_std']:.2f}"
 
 
 def task_summary(task: str, runs: list[dict], random: dict, initial: dict | None = None,
@@ -100,7 +111,8 @@ def task_summary(task: str, runs: list[dict], random: dict, initial: dict | None
     random_mean = float(np.mean(rand)) if rand else float("nan")
     per_seed = {str(r["seed"]): float(f["return_mean"]) for r, f in zip(finished, finals)}
     initial_per_seed = {str(s): float(np.mean(v["returns"])) for s, v in (initial or {}).items()}
-    probe_per_seed = {str(s): {k: v[k] for k in PROBE_FIELDS} for s, v in (probes or {}).items()}
+    probe_per_seed = {str(s): {k: v[k] for k in PROBE_FIELDS + SIGNAL_FIELDS if k in v}
+                      for s, v in (probes or {}).items()}
     return {
         "task": task,
         "seeds": [r["seed"] for r in finished],
@@ -200,11 +212,13 @@ def markdown(summary: dict) -> str:
     if probed:
         lines += ["", "World model per seed (`experiments/world_model_probe.py` on the final checkpoint and frames of "
                   "its replay): distinct posterior codes, image loss against the loss of drawing the mean frame, "
-                  "AC-CPC accuracy against chance:", ""]
+                  "AC-CPC accuracy against chance; then the agent's learning signal: the reward head's "
+                  "correlation with the real rewards and the critic's spread over the states (a head near the "
+                  "base rate and a flat critic leave the actor nothing to learn from):", ""]
     for e in probed:
         per = "; ".join(f"seed {s}: {v['distinct_codes']}/{v['frames']} codes, image {v['image_loss']:.1f} vs "
                         f"{v['mean_frame_loss']:.1f}, acc_con {v['acc_con']:.3f} vs {v['acc_con_chance']:.3f}"
-                        for s, v in e["probe_per_seed"].items())
+                        + _signal_text(v) for s, v in e["probe_per_seed"].items())
         lines.append(f"- {e['task']}: {per}; {e['seeds_seeing']}/{len(e['probe_per_seed'])} world models beat the "
                      f"mean frame" + ("" if e["seeds_seeing"] else
                                       " (none encodes its frames: these returns were reached without seeing)"))
