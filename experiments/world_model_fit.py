@@ -3,7 +3,8 @@
 Takes the replay of a run's newest checkpoint (frames of a real task, fixed), starts a fresh world model
 from the run's config with `--set` overrides (sizes, learning rate, ...), trains only the world-model
 loss on batches from that replay, and every `--probe_every` steps probes it on one held batch
-(`twister_jax.probe`: distinct posterior codes, image loss against the mean frame, AC-CPC accuracy).
+(`twister_jax.probe`: distinct posterior codes, image loss against the mean frame, AC-CPC accuracy,
+the reward head's correlation with the real rewards).
 No actor, critic or env: it measures the world model's side of a config in minutes.
 
     python experiments/world_model_fit.py runs/learning_check/runs/asterix/seed_0 --steps=800
@@ -64,7 +65,8 @@ def main(argv=None) -> int:
     probe_fn, probe_key = probe.make_probe(spec), jax.random.fold_in(key, 1 << 30)
     print(f"world model of {args.workdir} (replay of step {run_step}: {replay.num_windows} windows), "
           f"overrides {dict(args.overrides) or 'none'}")
-    print(f"{'step':>6} {'codes':>6} {'top':>5} {'image':>8} {'mean-frame':>10} {'post_ent':>8} {'acc_con':>8} {'wall_s':>7}")
+    print(f"{'step':>6} {'codes':>6} {'top':>5} {'image':>8} {'mean-frame':>10} {'post_ent':>8} {'acc_con':>8} "
+          f"{'rew_corr':>8} {'wall_s':>7}")
     rows, t0 = [], time.time()
     for i in range(args.steps + 1):
         if i % args.probe_every == 0 or i == args.steps:
@@ -73,6 +75,7 @@ def main(argv=None) -> int:
             rows.append(row)
             print(f"{i:>6} {row['distinct_codes']:>6} {row['top_code_share']:>5.2f} {row['image_loss']:>8.1f} "
                   f"{row['mean_frame_loss']:>10.1f} {row['post_entropy']:>8.2f} {row['acc_con']:>8.3f} "
+                  f"{'-' if row['reward_corr'] is None else format(row['reward_corr'], '.3f'):>8} "
                   f"{row['wall_s']:>7.1f}", flush=True)
         if i < args.steps:
             params, opt_state = step_fn(params, opt_state, replay.sample(int(config.batch_size)),

@@ -13,12 +13,15 @@ losses logged during training do not show this; these numbers do, on frames from
 * ``acc_con`` against ``acc_con_chance`` (= 1 / N): AC-CPC's top-1 accuracy at offset 0.
 
 A world model that sees can still leave its agent without a learning signal: the actor learns from
-imagined rewards and the critic's values. With the actor and critic (`make_probe(spec, agent=True)`):
+imagined rewards and the critic's values. The reward head is the world model's, so every probe has
 
 * ``reward_corr``: correlation of the reward head's prediction (two-hot mean) with the real reward of
   the same frames, beside ``reward_real_mean`` / ``reward_pred_mean`` and, where rewards are sparse,
   ``reward_pred_at_reward`` / ``reward_pred_elsewhere`` (mean prediction at the frames with a nonzero
   real reward and at the others). A head near the base rate everywhere gives the actor nothing.
+
+and with the actor and critic (`make_probe(spec, agent=True)`):
+
 * ``value_mean`` / ``value_std``: the critic over the posterior states. A flat critic (small std)
   means the advantages the actor follows are noise.
 * ``policy_entropy`` / ``policy_entropy_imagined``: the policy's entropy on the posterior states it
@@ -86,22 +89,24 @@ def _top_share(raw: np.ndarray) -> float:
     return float(counts.max() / counts.sum())
 
 
+def _posterior_features(start) -> jax.Array:
+    """``[flatten(stoch) ; deter]`` ``(N, F)`` of the posterior start states of a world-model pass."""
+    n = start.stoch.shape[0]
+    return jnp.concatenate([start.stoch.reshape(n, -1), start.deter], axis=-1)
+
+
 def _signal_pass(spec, params: dict, aux: dict, key: jax.Array) -> dict:
-    """Device half of the agent probe: reward head, critic and policy on the posterior states of a
-    world-model pass (``aux`` of `world_model_loss`) and on imagined roll-outs from them."""
+    """Device half of the agent probe: critic and policy on the posterior states of a world-model pass
+    (``aux`` of `world_model_loss`) and on imagined roll-outs from them."""
     from twister_jax import updates
     from twister_jax.distributions import twohot_mean
     from twister_jax.losses import actor_critic as ac_lib
 
     wm, actor, critic = spec.world_model(params["world_model"]), spec.actor(params["actor"]), spec.critic(params["critic"])
-    start = aux["start"]
-    n = start.stoch.shape[0]
-    feat = jnp.concatenate([start.stoch.reshape(n, -1), start.deter], axis=-1)
-    _, traj, _ = updates.imagine_and_targets(wm, actor, critic, spec.dist, start, aux["start_cont"],
+    feat = _posterior_features(aux["start"])
+    _, traj, _ = updates.imagine_and_targets(wm, actor, critic, spec.dist, aux["start"], aux["start_cont"],
                                              ac_lib.init_return_norm(), key, spec.config)
-    bins_range = spec.config.model.bins_range
-    return {"reward_pred": twohot_mean(wm.reward_logits(feat), bins_range)[..., 0],
-            "value": twohot_mean(critic(feat), bins_range)[..., 0],
+    return {"value": twohot_mean(critic(feat), spec.config.model.bins_range)[..., 0],
             "raw": actor(feat), "raw_imagined": actor(traj["feat"][:, 1:])}
 
 
@@ -111,21 +116,22 @@ def make_probe(spec, agent: bool = False):
 
     Returns:
       ``probe(params, batch, key) -> dict``: frames, distinct_codes, top_code_share, post_entropy, kl,
-      image_loss, mean_frame_loss, acc_con, acc_con_chance (plain floats / ints); with `agent` also the
-      reward, value and policy numbers of the module docstring. ``params`` is the world model's
+      image_loss, mean_frame_loss, acc_con, acc_con_chance and the reward head's numbers (`reward_stats`)
+      (plain floats / ints / None); with `agent` also the value and policy numbers of the module docstring. ``params`` is the world model's
       parameters, or with `agent` a `TrainState.params` dict. ``batch`` is a docs/interfaces.md §3 batch
       (image uint8 ``(B, T, 64, 64, 3)``); ``key`` draws the loss's noise (posterior samples, crops)
       and the imagination's.
     """
+    from twister_jax.distributions import twohot_mean
     from twister_jax.losses import world_model as wm_loss
 
     c, m = spec.config, spec.config.model
 
     def passes(p, bt, nz, k):
-        wm_params = p["world_model"] if agent else p
-        _, aux = wm_loss.world_model_loss(spec.world_model(wm_params), bt, nz, spec.loss_cfg, deterministic=True,
-                                          return_outputs=True)
-        return aux, (_signal_pass(spec, p, aux, k) if agent else None)
+        wm = spec.world_model(p["world_model"] if agent else p)
+        _, aux = wm_loss.world_model_loss(wm, bt, nz, spec.loss_cfg, deterministic=True, return_outputs=True)
+        reward = twohot_mean(wm.reward_logits(_posterior_features(aux["start"])), m.bins_range)[..., 0]
+        return aux, reward, (_signal_pass(spec, p, aux, k) if agent else None)
 
     passes = jax.jit(passes)
 
@@ -134,7 +140,7 @@ def make_probe(spec, agent: bool = False):
         b, t = batch["image"].shape[:2]
         noise = wm_loss.draw_noise(key, b, t, m.stoch, m.discrete, crop_scale=tuple(c.augment.crop_scale),
                                    crop_ratio=tuple(c.augment.crop_ratio), image_size=tuple(c.env.image_size))
-        aux, signal = passes(params, batch, noise, jax.random.fold_in(key, 1))
+        aux, reward, signal = passes(params, batch, noise, jax.random.fold_in(key, 1))
         n = b * t
         out = {"frames": n}
         out.update(code_stats(np.asarray(aux["outputs"]["post_logits"]).reshape(n, m.stoch, m.discrete)))
@@ -142,9 +148,9 @@ def make_probe(spec, agent: bool = False):
                    image_loss=float(aux["losses"]["model_image"]),
                    mean_frame_loss=mean_frame_loss(np.asarray(batch["image"]).reshape((n,) + batch["image"].shape[2:])),
                    acc_con=float(aux["metrics"]["acc_con"]), acc_con_chance=1.0 / n)
+        out.update(reward_stats(np.asarray(reward), np.asarray(batch["reward"]).reshape(-1)))
         if signal is not None:
             signal = jax.tree.map(np.asarray, signal)
-            out.update(reward_stats(signal["reward_pred"], np.asarray(batch["reward"]).reshape(-1)))
             out.update(value_mean=float(signal["value"].mean()), value_std=float(signal["value"].std()),
                        policy_entropy=float(np.mean(spec.dist.entropy(signal["raw"]))),
                        policy_entropy_imagined=float(np.mean(spec.dist.entropy(signal["raw_imagined"]))))
