@@ -149,7 +149,9 @@ def train_all(entries: list[dict], parallel: int) -> list[str]:
             if proc.poll() is None:
                 continue
             running.remove(item)
-            status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}, see {e['log']})"
+            status = "done" if proc.returncode == 0 and finished(e["workdir"], e["steps"]) else (
+                "stopped (checkpoint saved; the same command resumes it)" if proc.returncode == 0
+                else f"FAILED (exit {proc.returncode}, see {e['log']})")
             print(f"{status}: {e['task']}/{e['name']} after {(time.time() - t0) / 60:.1f} min", flush=True)
             if proc.returncode != 0:
                 failures.append(f"{e['task']}/{e['name']}: exit {proc.returncode} ({e['log']})")

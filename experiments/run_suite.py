@@ -106,6 +106,14 @@ def plan(suite: str, seeds: list[int], root: pathlib.Path, tasks=None, extra=(),
     return jobs
 
 
+def exit_status(returncode: int, workdir, budget: int | None = None) -> str:
+    """How a training process ended: "done" (exit 0 and finished at the budget), "stopped" (exit 0 but
+    not finished: a SIGTERM / SIGINT saved a checkpoint; the same command resumes it) or "FAILED"."""
+    if returncode != 0:
+        return f"FAILED (exit {returncode})"
+    return "done" if rundir.finished(workdir, budget) else "stopped (checkpoint saved; the same command resumes it)"
+
+
 def budget_of(extra) -> int | None:
     """The `--config.num_train_steps=N` among the extra arguments (the last one), else None (the config's)."""
     found = None
@@ -160,16 +168,16 @@ def execute(todo, root: pathlib.Path, parallel: int, gpus: list[str], poll_s: fl
                 gpu = f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else ""
                 print(f"[start{gpu}] {job.name}: {shlex.join(argv)}", flush=True)
                 proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-                running[proc] = (slot, job.name, log)
+                running[proc] = (slot, job, log)
             time.sleep(poll_s)
             for proc in [p for p in running if p.poll() is not None]:
-                slot, name, log = running.pop(proc)
+                slot, job, log = running.pop(proc)
                 log.close()
                 free.append(slot)
-                status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+                status = exit_status(proc.returncode, job.workdir, budget_of(job.argv))
                 if proc.returncode != 0:
-                    failed.append(name)
-                print(f"[{status}] {name}", flush=True)
+                    failed.append(job.name)
+                print(f"[{status}] {job.name}", flush=True)
     except KeyboardInterrupt:
         for proc in running:  # only the runs this launcher started
             proc.terminate()

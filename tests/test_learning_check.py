@@ -164,3 +164,21 @@ def test_set_overrides_reach_training_and_the_controls(tmp_path, capsys):
             _check([f"--out={tmp_path}", "--tasks=boxing", "--report_only", *argv])
         err = capsys.readouterr().err.strip().splitlines()
         assert exc.value.code == 2 and len(err) == 1 and f"overrides {theirs}" in err[0], err
+
+
+def test_train_all_tells_done_from_stopped_and_failed(tmp_path, capsys):
+    """A training process that exits 0 without reaching the budget was stopped by a signal (resumable);
+    only a done.json at the budget is "done"; a nonzero exit is a failure."""
+    import sys as _sys
+
+    lc = _module()
+    write_done = "import json, sys; open(sys.argv[1], 'w').write(json.dumps({'step': 10}))"
+    entries = [{"task": "t", "name": name, "workdir": tmp_path / name, "cmd": [_sys.executable, "-c", *code],
+                "steps": 10, "log": tmp_path / "logs" / f"{name}.log"}
+               for name, code in (("stopped", ["pass"]), ("done", [write_done, str(tmp_path / "done" / "done.json")]),
+                                  ("bad", ["raise SystemExit(3)"]))]
+    (tmp_path / "done").mkdir()
+    failures = lc.train_all(entries, parallel=1)
+    out = capsys.readouterr().out
+    assert "stopped (checkpoint saved; the same command resumes it): t/stopped" in out
+    assert "done: t/done" in out and "FAILED (exit 3" in out and len(failures) == 1 and "t/bad" in failures[0]

@@ -207,7 +207,7 @@ def test_run_suite_dry_run_and_skip(tmp_path, capsys):
     assert len(lines) == 60 and "configs/dmc.py:acrobot_swingup" in lines[0]
 
 
-def test_run_suite_spreads_runs_over_gpus(tmp_path):
+def test_run_suite_spreads_runs_over_gpus(tmp_path, capsys):
     suite = _load_script("run_suite")
     code = "import os, sys; open(sys.argv[1], 'w').write(os.environ['CUDA_VISIBLE_DEVICES'])"
     todo = [suite.Job("t", (i,), tmp_path / f"seed_{i}", ("python", "-c", code, str(tmp_path / f"gpu{i}")), False)
@@ -217,6 +217,12 @@ def test_run_suite_spreads_runs_over_gpus(tmp_path):
     assert failed == ["bad/seed_0"]
     assert {(tmp_path / f"gpu{i}").read_text() for i in range(2)} == {"4", "7"}
     assert (tmp_path / "_suite_logs" / "t_seed_0.log").exists()
+    # exit status 0 without done.json: a run stopped by a signal (resumable), not one that finished
+    out = capsys.readouterr().out
+    assert "[stopped (checkpoint saved; the same command resumes it)] t/seed_0" in out and "[done]" not in out
+    (tmp_path / "seed_1" / "done.json").parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "seed_1" / "done.json").write_text(json.dumps({"step": 10}))
+    assert suite.exit_status(0, tmp_path / "seed_1") == "done" and suite.exit_status(0, tmp_path / "seed_1", 20) != "done"
 
 
 def test_reports_import_no_jax():
