@@ -131,7 +131,7 @@ def plan(args) -> list[dict]:
 
 def train_all(entries: list[dict], parallel: int) -> list[str]:
     """Runs the unfinished entries, `parallel` at a time; returns the failures' descriptions."""
-    from twister_jax.rundir import finished
+    from twister_jax.rundir import exit_status, finished
 
     todo = [e for e in entries if not finished(e["workdir"], e["steps"])]
     running, failures = [], []
@@ -149,9 +149,8 @@ def train_all(entries: list[dict], parallel: int) -> list[str]:
             if proc.poll() is None:
                 continue
             running.remove(item)
-            status = "done" if proc.returncode == 0 and finished(e["workdir"], e["steps"]) else (
-                "stopped (checkpoint saved; the same command resumes it)" if proc.returncode == 0
-                else f"FAILED (exit {proc.returncode}, see {e['log']})")
+            status = exit_status(proc.returncode, e["workdir"], e["steps"]) + (
+                f" see {e['log']}" if proc.returncode else "")
             print(f"{status}: {e['task']}/{e['name']} after {(time.time() - t0) / 60:.1f} min", flush=True)
             if proc.returncode != 0:
                 failures.append(f"{e['task']}/{e['name']}: exit {proc.returncode} ({e['log']})")

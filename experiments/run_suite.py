@@ -106,14 +106,6 @@ def plan(suite: str, seeds: list[int], root: pathlib.Path, tasks=None, extra=(),
     return jobs
 
 
-def exit_status(returncode: int, workdir, budget: int | None = None) -> str:
-    """How a training process ended: "done" (exit 0 and finished at the budget), "stopped" (exit 0 but
-    not finished: a SIGTERM / SIGINT saved a checkpoint; the same command resumes it) or "FAILED"."""
-    if returncode != 0:
-        return f"FAILED (exit {returncode})"
-    return "done" if rundir.finished(workdir, budget) else "stopped (checkpoint saved; the same command resumes it)"
-
-
 def budget_of(extra) -> int | None:
     """The `--config.num_train_steps=N` among the extra arguments (the last one), else None (the config's)."""
     found = None
@@ -174,7 +166,7 @@ def execute(todo, root: pathlib.Path, parallel: int, gpus: list[str], poll_s: fl
                 slot, job, log = running.pop(proc)
                 log.close()
                 free.append(slot)
-                status = exit_status(proc.returncode, job.workdir, budget_of(job.argv))
+                status = rundir.exit_status(proc.returncode, job.workdir, budget_of(job.argv))
                 if proc.returncode != 0:
                     failed.append(job.name)
                 print(f"[{status}] {job.name}", flush=True)

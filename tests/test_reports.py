@@ -222,7 +222,8 @@ def test_run_suite_spreads_runs_over_gpus(tmp_path, capsys):
     assert "[stopped (checkpoint saved; the same command resumes it)] t/seed_0" in out and "[done]" not in out
     (tmp_path / "seed_1" / "done.json").parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / "seed_1" / "done.json").write_text(json.dumps({"step": 10}))
-    assert suite.exit_status(0, tmp_path / "seed_1") == "done" and suite.exit_status(0, tmp_path / "seed_1", 20) != "done"
+    from twister_jax.rundir import exit_status
+    assert exit_status(0, tmp_path / "seed_1") == "done" and exit_status(0, tmp_path / "seed_1", 20) != "done"
 
 
 def test_reports_import_no_jax():

@@ -76,6 +76,15 @@ def finished(workdir, num_train_steps: int | None = None) -> bool:
         return False
 
 
+def exit_status(returncode: int, workdir, num_train_steps: int | None = None) -> str:
+    """How a training process on `workdir` ended, for launchers: "done" (exit 0 and `finished` at the
+    budget), "stopped ..." (exit 0 but not finished: a SIGTERM / SIGINT saved a checkpoint and the same
+    command resumes it) or "FAILED (exit N)"."""
+    if returncode != 0:
+        return f"FAILED (exit {returncode})"
+    return "done" if finished(workdir, num_train_steps) else "stopped (checkpoint saved; the same command resumes it)"
+
+
 def remove_done(workdirs) -> None:
     """Deletes the done.json of each of `workdirs` (a finished run being extended is unfinished again)."""
     for workdir in workdirs:
