@@ -96,6 +96,7 @@ def test_report_from_a_run_tree(tmp_path, capsys):
     assert (out / "curves.png").stat().st_size > 1000
     report = (out / "report.md").read_text()
     assert "| boxing | 2 | 200 |" in report and "(initial 30.00)" in report
+    assert "| 2/2 | 1/2 | yes |" in report     # above random, above their untrained policy (seed 1 is not), verdict
     # the world-model probe: one of boxing's world models beats the mean frame, none of krull's
     assert by_task["boxing"]["probe_per_seed"]["0"]["distinct_codes"] == 7
     assert (by_task["boxing"]["seeds_seeing"], by_task["krull"]["seeds_seeing"]) == (1, 0)
