@@ -214,7 +214,7 @@ def markdown(summary: dict) -> str:
         per = ", ".join(f"seed {s}: {v:.2f}" + (f" (initial {init[s]:.2f})" if s in init else "")
                         for s, v in e["final_per_seed"].items())
         if init:
-            per += f"; {e['seeds_above_initial']}/{len(e['final_per_seed'])} seeds above their initial return"
+            per += f"; {_above_initial(e)} seeds above their initial return"
         lines.append(f"- {e['task']}: {per}" + (f"; unfinished seeds {e['seeds_unfinished']}"
                                                 if e["seeds_unfinished"] else ""))
     probed = [e for e in summary["tasks"] if e.get("probe_per_seed")]
